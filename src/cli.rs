@@ -1,0 +1,99 @@
+//! Command-line definitions (clap derive), nothing else.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vdconv",
+    version,
+    about = "Convert VMware virtual disks (VMDK) to VHD and VHDX, exactly"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Convert SRC into a new VHD or VHDX image at DST.
+    Convert(ConvertArgs),
+    /// Describe an image: format, layout, size, extents.
+    Info(InfoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct Common {
+    /// Print one JSON document on stdout and nothing else there.
+    #[arg(long)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// More detail on stderr (-v, -vv).
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Allow extent files outside the descriptor's folder (absolute names, '..', links).
+    #[arg(long)]
+    pub allow_outside_paths: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    /// Output format; default from DST's extension.
+    #[arg(short = 'O', long = "output-format", value_enum)]
+    pub format: Option<FormatArg>,
+    /// Fixed (all space allocated) or dynamic (grows with data).
+    #[arg(long = "type", value_enum, default_value_t = TypeArg::Dynamic)]
+    pub disk_type: TypeArg,
+    /// Block size of a dynamic image: bytes, or with a K/M/G suffix (default: VHD 2M).
+    #[arg(long)]
+    pub block_size: Option<String>,
+    /// Zero ranges of a fixed image: holes (auto, always) or written out (never, for NTFS).
+    #[arg(long, value_enum, default_value_t = SparseArg::Auto)]
+    pub sparse: SparseArg,
+    /// Replace DST if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Progress bar on stderr: auto shows it on a terminal only.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    pub img: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FormatArg {
+    Vhd,
+    Vhdx,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TypeArg {
+    Fixed,
+    Dynamic,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SparseArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressArg {
+    Auto,
+    Always,
+    Never,
+}

@@ -1,0 +1,153 @@
+//! What every image reader offers: a virtual size, a map of which ranges hold data, and
+//! positioned reads of the guest-visible bytes. Also the bounded input-file wrapper that
+//! every reader uses, so that no read can leave the file it was declared in.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Whether a range of the virtual disk may hold non-zero bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    /// Stored data (which may still happen to be zeros).
+    Data,
+    /// Known to read as zeros: unallocated, a zeroed grain, a ZERO extent.
+    Zero,
+}
+
+/// A range of the virtual disk with one allocation state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub offset: u64,
+    pub len: u64,
+    pub kind: RunKind,
+}
+
+/// Pushes a run, merging it into the previous one when they touch and share a kind.
+pub fn push_run(out: &mut Vec<Run>, offset: u64, len: u64, kind: RunKind) {
+    if len == 0 {
+        return;
+    }
+    if let Some(last) = out.last_mut()
+        && last.kind == kind
+        && last.offset + last.len == offset
+    {
+        last.len += len;
+        return;
+    }
+    out.push(Run { offset, len, kind });
+}
+
+/// A readable virtual disk.
+pub trait Disk: Send {
+    /// The guest-visible size in bytes.
+    fn virtual_size(&self) -> u64;
+
+    /// Appends runs covering `[offset, offset + len)` in order to `out`.
+    fn map(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()>;
+
+    /// Fills `buf` with the guest-visible bytes at `offset`; the range must lie inside the disk.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// A description for `vdconv info`.
+    fn info(&mut self) -> Result<crate::info::ImageInfo>;
+
+    /// Anomalies tolerated while opening, for the user to see.
+    fn warnings(&self) -> &[String];
+
+    /// Every file this disk reads from (the destination must be none of them).
+    fn files(&self) -> Vec<PathBuf>;
+}
+
+/// Bytes of `[offset, offset + len)` that the disk maps as data.
+pub fn allocated_bytes(disk: &mut dyn Disk) -> Result<u64> {
+    const STEP: u64 = 1 << 30;
+    let size = disk.virtual_size();
+    let mut runs = Vec::new();
+    let mut total = 0;
+    let mut offset = 0;
+    while offset < size {
+        let len = STEP.min(size - offset);
+        runs.clear();
+        disk.map(offset, len, &mut runs)?;
+        total += runs
+            .iter()
+            .filter(|r| r.kind == RunKind::Data)
+            .map(|r| r.len)
+            .sum::<u64>();
+        offset += len;
+    }
+    Ok(total)
+}
+
+/// An opened input file whose reads are bounded by its length at open time.
+#[derive(Debug)]
+pub struct InputFile {
+    path: PathBuf,
+    file: File,
+    len: u64,
+}
+
+impl InputFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::input_io(path, "the file", e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::input_io(path, "the file's metadata", e))?;
+        if meta.is_dir() {
+            return Err(Error::unsupported(path, "is a directory, not a disk image"));
+        }
+        Ok(InputFile {
+            path: path.to_path_buf(),
+            file,
+            len: meta.len(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset`, or fails naming `structure` when the
+    /// range does not lie inside the file.
+    pub fn read_exact_at(
+        &self,
+        buf: &mut [u8],
+        offset: u64,
+        structure: &'static str,
+    ) -> Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|end| end > self.len) {
+            return Err(Error::corrupt(
+                &self.path,
+                structure,
+                offset,
+                format!(
+                    "{} bytes extend past the end of the file ({} bytes)",
+                    buf.len(),
+                    self.len
+                ),
+            ));
+        }
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| Error::input_io(&self.path, format!("{structure} at offset {offset}"), e))
+    }
+}

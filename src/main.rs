@@ -1,0 +1,239 @@
+//! The vdconv binary: parse arguments, call the library, turn its error into an exit code.
+
+mod cli;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use cli::{Cli, Command, ConvertArgs, FormatArg, InfoArgs, ProgressArg, SparseArg, TypeArg};
+use vdconv::convert::{self, ConvertOptions, DiskType, OutputFormat, SparseMode};
+use vdconv::{Error, OpenOptions};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let common = match &cli.command {
+        Command::Convert(a) => &a.common,
+        Command::Info(a) => &a.common,
+    };
+    init_tracing(common.verbose, common.quiet);
+    // SIGINT/SIGTERM: ask the conversion to stop; it removes its temporary file.
+    let _ = ctrlc::set_handler(convert::interrupt);
+    let result = match &cli.command {
+        Command::Convert(args) => run_convert(args),
+        Command::Info(args) => run_info(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = match e.downcast_ref::<Error>() {
+                Some(err) => err.class().code(),
+                None => 3,
+            };
+            eprintln!("vdconv: error: {e:#}");
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0) => tracing::Level::WARN,
+        (false, 1) => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+fn open_options(common: &cli::Common) -> OpenOptions {
+    OpenOptions {
+        allow_outside_paths: common.allow_outside_paths,
+    }
+}
+
+fn warn_all(warnings: &[String]) {
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    Error::Usage(msg).into()
+}
+
+fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
+    let format = match args.format {
+        Some(FormatArg::Vhd) => OutputFormat::Vhd,
+        Some(FormatArg::Vhdx) => OutputFormat::Vhdx,
+        None => OutputFormat::from_path(&args.dst).ok_or_else(|| {
+            usage(format!(
+                "{}: cannot tell the output format from the name; give -O vhd or -O vhdx",
+                args.dst.display()
+            ))
+        })?,
+    };
+    let block_size = match &args.block_size {
+        Some(text) => Some(vdconv::size::parse_size(text).ok_or_else(|| {
+            usage(format!(
+                "--block-size {text:?}: expected bytes or a size like 2M"
+            ))
+        })?),
+        None => None,
+    };
+    let options = ConvertOptions {
+        format,
+        disk_type: match args.disk_type {
+            TypeArg::Fixed => DiskType::Fixed,
+            TypeArg::Dynamic => DiskType::Dynamic,
+        },
+        block_size,
+        sparse: match args.sparse {
+            SparseArg::Auto => SparseMode::Auto,
+            SparseArg::Always => SparseMode::Always,
+            SparseArg::Never => SparseMode::Never,
+        },
+        force: args.force,
+    };
+    let mut disk = vdconv::open(&args.src, open_options(&args.common))?;
+    warn_all(disk.warnings());
+    let size = disk.virtual_size();
+    let show = match args.progress {
+        ProgressArg::Always => true,
+        ProgressArg::Never => false,
+        ProgressArg::Auto => std::io::stderr().is_terminal() && !args.common.quiet,
+    };
+    let bar = if show {
+        let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template"),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let report = convert::convert(disk.as_mut(), &args.dst, &options, &mut |done| {
+        bar.set_position(done)
+    })?;
+    bar.finish_and_clear();
+    if args.common.json {
+        let doc = json!({
+            "source": args.src,
+            "destination": report.destination,
+            "format": report.format,
+            "type": report.disk_type,
+            "virtual_size": report.virtual_size,
+            "block_size": report.block_size,
+            "file_size": report.file_size,
+            "data_bytes_written": report.data_bytes_written,
+            "seconds": report.seconds,
+            "warnings": disk.warnings(),
+        });
+        print_json(&doc)?;
+    } else if !args.common.quiet {
+        eprintln!(
+            "vdconv: wrote {} ({} bytes virtual, {} bytes of data) in {:.2}s",
+            args.dst.display(),
+            report.virtual_size,
+            report.data_bytes_written,
+            report.seconds
+        );
+    }
+    Ok(0)
+}
+
+fn run_info(args: &InfoArgs) -> anyhow::Result<u8> {
+    let mut disk = vdconv::open(&args.img, open_options(&args.common))?;
+    let info = disk.info()?;
+    if args.common.json {
+        print_json(&serde_json::to_value(&info)?)?;
+        return Ok(0);
+    }
+    warn_all(&info.warnings);
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "file: {}", info.file);
+    let _ = writeln!(out, "format: {} ({})", info.format, info.layout);
+    let _ = writeln!(
+        out,
+        "virtual size: {} bytes ({})",
+        info.virtual_size,
+        human(info.virtual_size)
+    );
+    let _ = writeln!(
+        out,
+        "allocated: {} bytes ({})",
+        info.allocated_bytes,
+        human(info.allocated_bytes)
+    );
+    if let Some(v) = &info.vmdk {
+        if let Some(a) = &v.adapter_type {
+            let _ = writeln!(out, "adapter type: {a}");
+        }
+        if let Some(h) = &v.hardware_version {
+            let _ = writeln!(out, "virtual hardware version: {h}");
+        }
+        if let Some(g) = &v.geometry {
+            let _ = writeln!(out, "geometry: {}/{}/{}", g.cylinders, g.heads, g.sectors);
+        }
+        if let Some(g) = v.grain_size {
+            let _ = writeln!(
+                out,
+                "grain size: {g} bytes{}",
+                if v.compressed { ", compressed" } else { "" }
+            );
+        }
+    }
+    let _ = writeln!(out, "extents:");
+    for e in &info.extents {
+        let _ = writeln!(
+            out,
+            "  {} {} at {} size {}{}",
+            e.access,
+            e.kind,
+            e.start,
+            e.size,
+            e.file
+                .as_ref()
+                .map(|f| format!(" file {f} offset {}", e.file_offset))
+                .unwrap_or_default()
+        );
+    }
+    print!("{out}");
+    Ok(0)
+}
+
+fn print_json(doc: &serde_json::Value) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, doc)?;
+    writeln!(stdout)?;
+    Ok(())
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}

@@ -1,0 +1,100 @@
+//! The destination file: written under a temporary name beside DST and renamed into place
+//! only when complete and flushed, so a failed or interrupted run leaves no DST behind and
+//! never touches an existing one.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+pub struct Output {
+    dst: PathBuf,
+    temp: PathBuf,
+    file: File,
+    committed: bool,
+}
+
+impl Output {
+    /// Creates the temporary file. Refuses when DST exists and `force` is false.
+    pub fn create(dst: &Path, force: bool) -> Result<Self> {
+        if !force && std::fs::symlink_metadata(dst).is_ok() {
+            return Err(Error::OutputExists {
+                path: dst.to_path_buf(),
+            });
+        }
+        let dir = match dst.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = dst
+            .file_name()
+            .ok_or_else(|| Error::Usage(format!("{}: not a file name", dst.display())))?;
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".vdconv-{}.tmp", std::process::id()));
+        let temp = dir.join(temp_name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| Error::output_io(dst, "a temporary file beside it", e))?;
+        Ok(Output {
+            dst: dst.to_path_buf(),
+            temp,
+            file,
+            committed: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dst
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        self.file.write_all_at(buf, offset).map_err(|e| {
+            Error::output_io(
+                &self.dst,
+                format!("{} bytes at offset {offset}", buf.len()),
+                e,
+            )
+        })
+    }
+
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        self.file
+            .set_len(len)
+            .map_err(|e| Error::output_io(&self.dst, format!("the file's length ({len} bytes)"), e))
+    }
+
+    /// Flushes the data and renames the temporary file to DST.
+    pub fn commit(mut self) -> Result<()> {
+        self.file
+            .sync_all()
+            .map_err(|e| Error::output_io(&self.dst, "(flushing to disk)", e))?;
+        std::fs::rename(&self.temp, &self.dst).map_err(|e| {
+            Error::output_io(&self.dst, "(renaming the finished file into place)", e)
+        })?;
+        self.committed = true;
+        if let Some(dir) = self.dst.parent().filter(|p| !p.as_os_str().is_empty())
+            && let Ok(d) = File::open(dir)
+        {
+            // Make the rename itself durable; failure here loses nothing already written.
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Microsoft VHD: footer, geometry, dynamic header and BAT; writing.
+
+pub mod dynamic;
+pub mod footer;
+pub mod geometry;
+pub mod write;

@@ -1,0 +1,185 @@
+//! Writing fixed and dynamic VHD files.
+
+use zerocopy::IntoBytes;
+
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::vhd::dynamic::{
+    self, BAT_OFFSET, DynamicHeader, HEADER_OFFSET, UNALLOCATED, bat_bytes, bat_entries,
+    bitmap_bytes, block_position,
+};
+use crate::vhd::footer::{DISK_DYNAMIC, DISK_FIXED, Footer, NO_DATA_OFFSET};
+use crate::writer::ImageWriter;
+
+/// The largest disk a VHD holds.
+pub const MAX_SIZE: u64 = 2040 << 30;
+/// Unit in which a fixed VHD's data is written.
+const FIXED_UNIT: u64 = 1 << 20;
+
+/// Checks that `size` can be a VHD's virtual size.
+pub fn check_size(size: u64) -> Result<()> {
+    if size == 0 {
+        return Err(Error::OutputLimit(
+            "the disk is empty (0 bytes); a VHD cannot hold it".into(),
+        ));
+    }
+    if size % 512 != 0 {
+        return Err(Error::OutputLimit(format!(
+            "virtual size {size} bytes is not a multiple of 512; a VHD cannot hold it"
+        )));
+    }
+    if size > MAX_SIZE {
+        return Err(Error::OutputLimit(format!(
+            "virtual size {size} bytes exceeds the VHD limit of 2040 GiB; use VHDX"
+        )));
+    }
+    Ok(())
+}
+
+fn new_unique_id() -> [u8; 16] {
+    *uuid::Uuid::new_v4().as_bytes()
+}
+
+/// A fixed VHD: the disk's bytes, then the footer.
+pub struct FixedVhdWriter {
+    out: Output,
+    size: u64,
+    /// Write zeros for units never offered instead of leaving holes.
+    fill_zeros: bool,
+    /// End of the data written so far (for filling).
+    written_to: u64,
+}
+
+impl FixedVhdWriter {
+    pub fn new(out: Output, size: u64, fill_zeros: bool) -> Result<Self> {
+        check_size(size)?;
+        Ok(FixedVhdWriter {
+            out,
+            size,
+            fill_zeros,
+            written_to: 0,
+        })
+    }
+
+    fn fill_to(&mut self, end: u64) -> Result<()> {
+        if self.fill_zeros {
+            let zeros = vec![0u8; FIXED_UNIT as usize];
+            while self.written_to < end {
+                let n = (end - self.written_to).min(FIXED_UNIT);
+                self.out.write_at(&zeros[..n as usize], self.written_to)?;
+                self.written_to += n;
+            }
+        }
+        self.written_to = end;
+        Ok(())
+    }
+}
+
+impl ImageWriter for FixedVhdWriter {
+    fn unit(&self) -> u64 {
+        FIXED_UNIT
+    }
+
+    fn write_unit(&mut self, index: u64, data: &[u8]) -> Result<()> {
+        let at = index * FIXED_UNIT;
+        self.fill_to(at)?;
+        self.out.write_at(data, at)?;
+        self.written_to = at + data.len() as u64;
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Output> {
+        self.fill_to(self.size)?;
+        // set_len first so zero tails are holes, then the footer right after the data.
+        self.out.set_len(self.size)?;
+        let footer = Footer::new(self.size, DISK_FIXED, NO_DATA_OFFSET, new_unique_id());
+        self.out.write_at(footer.as_bytes(), self.size)?;
+        Ok(self.out)
+    }
+}
+
+/// A dynamic VHD: footer copy, header, BAT, allocated blocks, footer.
+pub struct DynamicVhdWriter {
+    out: Output,
+    size: u64,
+    block_size: u64,
+    bat: Vec<u32>,
+    bitmap: Vec<u8>,
+    /// First free byte after the blocks written so far.
+    free: u64,
+}
+
+impl DynamicVhdWriter {
+    pub fn new(out: Output, size: u64, block_size: u64) -> Result<Self> {
+        check_size(size)?;
+        if !block_size.is_power_of_two() || !(512 << 10..=256 << 20).contains(&block_size) {
+            return Err(Error::Usage(format!(
+                "VHD block size {block_size} is not a power of two from 512 KiB to 256 MiB"
+            )));
+        }
+        let entries = bat_entries(size, block_size);
+        Ok(DynamicVhdWriter {
+            out,
+            size,
+            block_size,
+            bat: vec![UNALLOCATED; entries as usize],
+            bitmap: vec![0xFF; bitmap_bytes(block_size) as usize],
+            free: BAT_OFFSET + bat_bytes(entries),
+        })
+    }
+
+    /// The sector bitmap of block `index`: every sector inside the disk is present.
+    fn fill_bitmap(&mut self, index: u64) {
+        let start = index * self.block_size;
+        let sectors = ((self.size - start).min(self.block_size) / 512) as usize;
+        let full = sectors / 8;
+        self.bitmap.fill(0);
+        self.bitmap[..full].fill(0xFF);
+        if sectors % 8 != 0 {
+            self.bitmap[full] = 0xFFu8 << (8 - sectors % 8);
+        }
+    }
+}
+
+impl ImageWriter for DynamicVhdWriter {
+    fn unit(&self) -> u64 {
+        self.block_size
+    }
+
+    fn write_unit(&mut self, index: u64, data: &[u8]) -> Result<()> {
+        let at = block_position(self.free, self.block_size);
+        let sector = at / 512;
+        let bat_entry = u32::try_from(sector).map_err(|_| {
+            Error::OutputLimit(format!(
+                "block {index} would start past the 2 TiB reach of a VHD BAT entry"
+            ))
+        })?;
+        let bitmap_len = self.bitmap.len() as u64;
+        self.fill_bitmap(index);
+        self.out.write_at(&self.bitmap, at)?;
+        self.out.write_at(data, at + bitmap_len)?;
+        self.bat[index as usize] = bat_entry;
+        self.free = at + bitmap_len + self.block_size;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<Output> {
+        let mut bat = vec![0xFFu8; bat_bytes(self.bat.len() as u64) as usize];
+        for (slot, entry) in bat.chunks_exact_mut(4).zip(&self.bat) {
+            slot.copy_from_slice(&entry.to_be_bytes());
+        }
+        self.out.write_at(&bat, BAT_OFFSET)?;
+        let header = DynamicHeader::new(self.block_size as u32, self.bat.len() as u32);
+        self.out.write_at(header.as_bytes(), HEADER_OFFSET)?;
+        let footer = Footer::new(
+            self.size,
+            DISK_DYNAMIC,
+            dynamic::HEADER_OFFSET,
+            new_unique_id(),
+        );
+        self.out.write_at(footer.as_bytes(), 0)?;
+        self.out.set_len(self.free)?;
+        self.out.write_at(footer.as_bytes(), self.free)?;
+        Ok(self.out)
+    }
+}

@@ -1,0 +1,532 @@
+//! Assembling a VMDK disk from its descriptor: each extent line becomes a flat file range,
+//! a sparse extent, or zeros, and the disk is their concatenation.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::disk::{Disk, InputFile, Run, RunKind, push_run};
+use crate::error::{Error, Result};
+use crate::info::{ExtentInfo, Geometry, ImageInfo, VmdkDetails};
+use crate::vmdk::descriptor::{Access, Descriptor, ExtentLine, ExtentType};
+use crate::vmdk::header::{SECTOR, SparseHeader};
+use crate::vmdk::sparse::SparseExtent;
+
+/// Options for opening images that name other files.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenOptions {
+    /// Allow extent files outside the descriptor's folder (absolute names, `..`, links).
+    pub allow_outside_paths: bool,
+}
+
+enum ExtentData {
+    Flat {
+        file: InputFile,
+        base: u64,
+    },
+    Sparse(Box<SparseExtent>),
+    /// ZERO extents, and NOACCESS extents (which the guest may not read).
+    Zero,
+}
+
+struct Extent {
+    start: u64,
+    len: u64,
+    line: ExtentLine,
+    data: ExtentData,
+}
+
+/// A VMDK disk: a descriptor and the extents it names.
+pub struct VmdkDisk {
+    path: PathBuf,
+    descriptor: Descriptor,
+    embedded: bool,
+    extents: Vec<Extent>,
+    size: u64,
+    warnings: Vec<String>,
+}
+
+impl VmdkDisk {
+    /// Opens a sparse file carrying its own descriptor (monolithicSparse, streamOptimized),
+    /// or a bare sparse extent without one.
+    pub fn open_sparse(file: InputFile) -> Result<Self> {
+        let mut bytes = [0u8; 512];
+        file.read_exact_at(&mut bytes, 0, "sparse header")?;
+        let header = SparseHeader::parse(&bytes, file.path(), 0)?;
+        let path = file.path().to_path_buf();
+        if header.descriptor_offset == 0 {
+            let len = header.capacity * SECTOR;
+            let line = ExtentLine {
+                access: Access::Rw,
+                sectors: header.capacity,
+                kind: ExtentType::Sparse,
+                file: Some(file_name(&path)),
+                offset: 0,
+                line: 0,
+            };
+            let sparse = SparseExtent::open(file, header, len)?;
+            let mut disk = Self::assemble(
+                path,
+                Descriptor::default(),
+                false,
+                vec![(line, ExtentData::Sparse(Box::new(sparse)))],
+            );
+            disk.warnings.push(
+                "no embedded descriptor: read as a single sparse extent (is this one piece of a split disk?)"
+                    .to_string(),
+            );
+            return Ok(disk);
+        }
+        const MAX_DESCRIPTOR_SECTORS: u64 = 2048;
+        if header.descriptor_size == 0 || header.descriptor_size > MAX_DESCRIPTOR_SECTORS {
+            return Err(Error::corrupt(
+                &path,
+                "sparse header",
+                36,
+                format!(
+                    "embedded descriptor size {} sectors is outside 1..={MAX_DESCRIPTOR_SECTORS}",
+                    header.descriptor_size
+                ),
+            ));
+        }
+        let desc_offset = header.descriptor_offset.saturating_mul(SECTOR);
+        let mut text = vec![0u8; (header.descriptor_size * SECTOR) as usize];
+        file.read_exact_at(&mut text, desc_offset, "embedded descriptor")?;
+        let descriptor = parse_descriptor(&path, &text)?;
+        refuse_unsupported_kinds(&path, &descriptor)?;
+        let [line] = descriptor.extents.as_slice() else {
+            return Err(Error::unsupported(
+                &path,
+                format!(
+                    "embedded descriptor lists {} extents; a sparse file with its own descriptor holds exactly one",
+                    descriptor.extents.len()
+                ),
+            ));
+        };
+        if line.kind != ExtentType::Sparse {
+            return Err(Error::Descriptor {
+                path,
+                line: line.line,
+                detail: format!(
+                    "embedded descriptor's extent is {:?}, not SPARSE",
+                    line.kind
+                ),
+            });
+        }
+        let line = line.clone();
+        let len = line
+            .sectors
+            .checked_mul(SECTOR)
+            .ok_or_else(|| Error::Descriptor {
+                path: path.clone(),
+                line: line.line,
+                detail: "extent size overflows".into(),
+            })?;
+        // The extent line names this very file; use the file we have open, since the
+        // image may have been renamed since the descriptor was written.
+        let sparse = SparseExtent::open(file, header, len)?;
+        Ok(Self::assemble(
+            path,
+            descriptor,
+            true,
+            vec![(line, ExtentData::Sparse(Box::new(sparse)))],
+        ))
+    }
+
+    /// Opens a text descriptor and every extent it names.
+    pub fn open_descriptor(path: &Path, text: &[u8], options: OpenOptions) -> Result<Self> {
+        let descriptor = parse_descriptor(path, text)?;
+        refuse_unsupported_kinds(path, &descriptor)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let mut parts = Vec::with_capacity(descriptor.extents.len());
+        let mut warnings = Vec::new();
+        for line in &descriptor.extents {
+            let bad_line = |detail: String| Error::Descriptor {
+                path: path.to_path_buf(),
+                line: line.line,
+                detail,
+            };
+            let len = line
+                .sectors
+                .checked_mul(SECTOR)
+                .ok_or_else(|| bad_line("extent size overflows".into()))?;
+            if line.access == Access::Noaccess {
+                warnings.push(format!(
+                    "descriptor line {}: NOACCESS extent of {len} bytes read as zeros",
+                    line.line
+                ));
+                parts.push((line.clone(), ExtentData::Zero));
+                continue;
+            }
+            let data = match line.kind {
+                ExtentType::Zero => ExtentData::Zero,
+                ExtentType::Flat | ExtentType::Vmfs => {
+                    let file = open_extent_file(path, dir, line, options)?;
+                    let base = line
+                        .offset
+                        .checked_mul(SECTOR)
+                        .ok_or_else(|| bad_line("extent offset overflows".into()))?;
+                    let needed = base
+                        .checked_add(len)
+                        .ok_or_else(|| bad_line("extent end overflows".into()))?;
+                    if file.len() < needed {
+                        return Err(Error::corrupt(
+                            file.path(),
+                            "flat extent",
+                            file.len(),
+                            format!(
+                                "file is {} bytes, but descriptor line {} needs {needed}",
+                                file.len(),
+                                line.line
+                            ),
+                        ));
+                    }
+                    ExtentData::Flat { file, base }
+                }
+                ExtentType::Sparse => {
+                    let file = open_extent_file(path, dir, line, options)?;
+                    let mut bytes = [0u8; 512];
+                    file.read_exact_at(&mut bytes, 0, "sparse header")?;
+                    if &bytes[0..4] == b"COWD" {
+                        return Err(Error::unsupported(
+                            file.path(),
+                            "is an ESXi vmfsSparse (COWD) snapshot delta; not supported yet",
+                        ));
+                    }
+                    let header = SparseHeader::parse(&bytes, file.path(), 0)?;
+                    ExtentData::Sparse(Box::new(SparseExtent::open(file, header, len)?))
+                }
+                ExtentType::Vmfssparse | ExtentType::Sesparse => {
+                    return Err(Error::unsupported(
+                        path,
+                        format!(
+                            "descriptor line {}: {:?} extents are ESXi snapshot deltas; not supported yet",
+                            line.line, line.kind
+                        ),
+                    ));
+                }
+                ExtentType::Vmfsrdm | ExtentType::Vmfsraw => {
+                    return Err(Error::Refused {
+                        path: path.to_path_buf(),
+                        detail: format!(
+                            "descriptor line {}: {:?} extents map a raw device; vdconv reads only image files",
+                            line.line, line.kind
+                        ),
+                    });
+                }
+            };
+            parts.push((line.clone(), data));
+        }
+        let mut disk = Self::assemble(path.to_path_buf(), descriptor, false, parts);
+        disk.warnings.extend(warnings);
+        Ok(disk)
+    }
+
+    fn assemble(
+        path: PathBuf,
+        descriptor: Descriptor,
+        embedded: bool,
+        parts: Vec<(ExtentLine, ExtentData)>,
+    ) -> Self {
+        let mut warnings = descriptor.warnings.clone();
+        let mut extents = Vec::with_capacity(parts.len());
+        let mut start = 0u64;
+        for (line, data) in parts {
+            if let ExtentData::Sparse(s) = &data {
+                warnings.extend(s.warnings.iter().cloned());
+            }
+            let len = line.sectors * SECTOR;
+            extents.push(Extent {
+                start,
+                len,
+                line,
+                data,
+            });
+            start += len;
+        }
+        VmdkDisk {
+            path,
+            descriptor,
+            embedded,
+            extents,
+            size: start,
+            warnings,
+        }
+    }
+
+    /// Index of the extent holding virtual byte `offset`.
+    fn extent_at(&self, offset: u64) -> usize {
+        self.extents.partition_point(|e| e.start + e.len <= offset)
+    }
+
+    /// Calls `f` for each extent piece of `[offset, offset + len)` with the extent index,
+    /// the extent-relative offset, and the piece's length.
+    fn for_pieces(
+        &mut self,
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(&mut Extent, u64, u64, u64) -> Result<()>,
+    ) -> Result<()> {
+        let end = offset + len;
+        let mut pos = offset;
+        let mut index = self.extent_at(offset);
+        while pos < end {
+            let extent = &mut self.extents[index];
+            let within = pos - extent.start;
+            let n = (extent.len - within).min(end - pos);
+            f(extent, within, n, pos - offset)?;
+            pos += n;
+            index += 1;
+        }
+        Ok(())
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn parse_descriptor(path: &Path, text: &[u8]) -> Result<Descriptor> {
+    Descriptor::parse_bytes(text).map_err(|e| Error::Descriptor {
+        path: path.to_path_buf(),
+        line: e.line,
+        detail: e.detail,
+    })
+}
+
+/// Refuses what the descriptor header says is a delta or a device before any extent is
+/// opened, so the message names the real reason.
+fn refuse_unsupported_kinds(path: &Path, d: &Descriptor) -> Result<()> {
+    let create_type = d.create_type().unwrap_or("").to_ascii_lowercase();
+    match create_type.as_str() {
+        "fulldevice"
+        | "partitioneddevice"
+        | "vmfsraw"
+        | "vmfsrawdevicemap"
+        | "vmfspassthroughrawdevicemap" => {
+            return Err(Error::Refused {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "createType {} maps a raw device; vdconv reads only image files",
+                    d.create_type().unwrap_or_default()
+                ),
+            });
+        }
+        "vmfssparse" | "sesparse" => {
+            return Err(Error::unsupported(
+                path,
+                format!(
+                    "createType {} is an ESXi snapshot delta; not supported yet",
+                    d.create_type().unwrap_or_default()
+                ),
+            ));
+        }
+        _ => {}
+    }
+    if d.has_parent() {
+        let parent = d
+            .header
+            .get("parentfilenamehint")
+            .map(|p| format!(" of {p:?}"))
+            .unwrap_or_default();
+        return Err(Error::unsupported(
+            path,
+            format!(
+                "is a delta (snapshot) disk{parent}, parentCID {}; delta disks are not supported yet: convert the consolidated disk",
+                d.parent_cid().unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Resolves an extent's file name against the descriptor's folder and opens it, refusing
+/// names that lead outside that folder unless allowed, and anything but a regular file.
+fn open_extent_file(
+    descriptor: &Path,
+    dir: &Path,
+    line: &ExtentLine,
+    options: OpenOptions,
+) -> Result<InputFile> {
+    let name = line.file.as_deref().unwrap_or_default();
+    let refuse = |detail: String| Error::Refused {
+        path: descriptor.to_path_buf(),
+        detail: format!(
+            "descriptor line {}: extent file {name:?} {detail}",
+            line.line
+        ),
+    };
+    let relative = Path::new(name);
+    if !options.allow_outside_paths {
+        if relative.is_absolute() {
+            return Err(refuse(
+                "is an absolute path; pass --allow-outside-paths if you trust this descriptor"
+                    .into(),
+            ));
+        }
+        if relative
+            .components()
+            .any(|c| matches!(c, Component::ParentDir))
+        {
+            return Err(refuse(
+                "leads out of the descriptor's folder with '..'; pass --allow-outside-paths if you trust this descriptor".into(),
+            ));
+        }
+    }
+    let candidate = dir.join(relative);
+    let missing = |e: std::io::Error| {
+        Error::input_io(
+            &candidate,
+            format!(
+                "the extent file named on line {} of {}",
+                line.line,
+                descriptor.display()
+            ),
+            e,
+        )
+    };
+    let resolved = candidate.canonicalize().map_err(missing)?;
+    if !options.allow_outside_paths {
+        let root = dir
+            .canonicalize()
+            .map_err(|e| Error::input_io(dir, "the descriptor's folder", e))?;
+        if !resolved.starts_with(&root) {
+            return Err(refuse(format!(
+                "resolves to {} through a link, outside the descriptor's folder; pass --allow-outside-paths if you trust this descriptor",
+                resolved.display()
+            )));
+        }
+    }
+    let meta = std::fs::metadata(&resolved).map_err(missing)?;
+    if !meta.is_file() {
+        return Err(refuse(
+            "is not a regular file (devices are never read)".into(),
+        ));
+    }
+    InputFile::open(&candidate)
+}
+
+impl Disk for VmdkDisk {
+    fn virtual_size(&self) -> u64 {
+        self.size
+    }
+
+    fn map(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
+        self.for_pieces(offset, len, |extent, within, n, _| {
+            let abs = extent.start + within;
+            match &mut extent.data {
+                ExtentData::Zero => push_run(out, abs, n, RunKind::Zero),
+                ExtentData::Flat { .. } => push_run(out, abs, n, RunKind::Data),
+                ExtentData::Sparse(s) => s.map(within, n, extent.start, out)?,
+            }
+            Ok(())
+        })
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.for_pieces(offset, buf.len() as u64, |extent, within, n, done| {
+            let dst = &mut buf[done as usize..(done + n) as usize];
+            match &mut extent.data {
+                ExtentData::Zero => dst.fill(0),
+                ExtentData::Flat { file, base } => {
+                    file.read_exact_at(dst, *base + within, "flat extent")?
+                }
+                ExtentData::Sparse(s) => s.read_at(within, dst)?,
+            }
+            Ok(())
+        })
+    }
+
+    fn info(&mut self) -> Result<ImageInfo> {
+        let allocated = crate::disk::allocated_bytes(self)?;
+        let ddb = &self.descriptor.ddb;
+        let get = |k: &str| ddb.get(k).cloned();
+        let geometry = match (
+            ddb.get("ddb.geometry.cylinders")
+                .and_then(|v| v.parse().ok()),
+            ddb.get("ddb.geometry.heads").and_then(|v| v.parse().ok()),
+            ddb.get("ddb.geometry.sectors").and_then(|v| v.parse().ok()),
+        ) {
+            (Some(cylinders), Some(heads), Some(sectors)) => Some(Geometry {
+                cylinders,
+                heads,
+                sectors,
+            }),
+            _ => None,
+        };
+        let first_sparse = self.extents.iter().find_map(|e| match &e.data {
+            ExtentData::Sparse(s) => Some(s.header().clone()),
+            _ => None,
+        });
+        let header = &self.descriptor.header;
+        let details = VmdkDetails {
+            version: header.get("version").cloned(),
+            cid: header.get("cid").cloned(),
+            parent_cid: header.get("parentcid").cloned(),
+            create_type: header.get("createtype").cloned(),
+            adapter_type: get("ddb.adaptertype"),
+            hardware_version: get("ddb.virtualhwversion"),
+            geometry,
+            uuid: get("ddb.uuid"),
+            long_content_id: get("ddb.longcontentid"),
+            embedded_descriptor: self.embedded,
+            grain_size: first_sparse.as_ref().map(|h| h.grain_bytes()),
+            compressed: first_sparse.as_ref().is_some_and(|h| h.compressed()),
+        };
+        let layout = details
+            .create_type
+            .clone()
+            .unwrap_or_else(|| "sparse extent".into());
+        let extents = self
+            .extents
+            .iter()
+            .map(|e| ExtentInfo {
+                access: format!("{:?}", e.line.access).to_ascii_uppercase(),
+                kind: format!("{:?}", e.line.kind).to_ascii_uppercase(),
+                start: e.start,
+                size: e.len,
+                file: match &e.data {
+                    ExtentData::Zero => e.line.file.clone(),
+                    ExtentData::Flat { file, .. } => Some(file.path().display().to_string()),
+                    ExtentData::Sparse(s) => Some(s.file().path().display().to_string()),
+                },
+                file_offset: match &e.data {
+                    ExtentData::Flat { base, .. } => *base,
+                    _ => 0,
+                },
+            })
+            .collect();
+        Ok(ImageInfo {
+            file: self.path.display().to_string(),
+            format: "vmdk",
+            layout,
+            virtual_size: self.size,
+            allocated_bytes: allocated,
+            extents,
+            vmdk: Some(details),
+            vhd: None,
+            warnings: self.warnings.clone(),
+        })
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.path.clone()];
+        for e in &self.extents {
+            match &e.data {
+                ExtentData::Flat { file, .. } => files.push(file.path().to_path_buf()),
+                ExtentData::Sparse(s) => files.push(s.file().path().to_path_buf()),
+                ExtentData::Zero => {}
+            }
+        }
+        files
+    }
+}

@@ -1,0 +1,281 @@
+//! A hosted sparse extent (KDMV): grain directory, grain tables, plain or compressed grains.
+
+use crate::disk::{InputFile, Run, RunKind, push_run};
+use crate::error::{Error, Result};
+use crate::vmdk::header::{FLAG_REDUNDANT_GD, GD_AT_END, SECTOR, SparseHeader};
+use crate::vmdk::stream::{self, Inflater};
+
+/// Where a grain's bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grain {
+    /// Unallocated or explicitly zeroed: reads as zeros.
+    Zero,
+    /// Stored at this byte offset of the file (a compressed record when the extent is
+    /// compressed).
+    At(u64),
+}
+
+pub struct SparseExtent {
+    file: InputFile,
+    header: SparseHeader,
+    /// Bytes of the extent that the disk uses (the descriptor's sector count).
+    len: u64,
+    gd: Vec<u32>,
+    /// The most recently used grain table and its directory index.
+    gt: Option<(usize, Vec<u32>)>,
+    /// The most recently inflated grain (compressed extents only).
+    grain: Option<(u64, Vec<u8>)>,
+    inflater: Inflater,
+    pub warnings: Vec<String>,
+}
+
+impl SparseExtent {
+    /// Opens a sparse extent whose header has been parsed. `len` is the extent's size in
+    /// bytes as the descriptor declares it; it may not exceed the header's capacity.
+    pub fn open(file: InputFile, mut header: SparseHeader, len: u64) -> Result<Self> {
+        let mut warnings = Vec::new();
+        if header.gd_offset == GD_AT_END {
+            let footer_at = stream::find_footer(&file, header.over_head)?;
+            let mut bytes = [0u8; 512];
+            file.read_exact_at(&mut bytes, footer_at, "stream footer")?;
+            let footer = SparseHeader::parse(&bytes, file.path(), footer_at)?;
+            if footer.capacity != header.capacity
+                || footer.grain_size != header.grain_size
+                || footer.num_gtes_per_gt != header.num_gtes_per_gt
+            {
+                return Err(Error::corrupt(
+                    file.path(),
+                    "stream footer",
+                    footer_at,
+                    "capacity, grain size or table size differs from the header",
+                ));
+            }
+            if footer.gd_offset == GD_AT_END {
+                return Err(Error::corrupt(
+                    file.path(),
+                    "stream footer",
+                    footer_at,
+                    "footer does not give the grain directory's position",
+                ));
+            }
+            header.gd_offset = footer.gd_offset;
+        }
+        let capacity = header.capacity * SECTOR;
+        if len > capacity {
+            return Err(Error::corrupt(
+                file.path(),
+                "sparse header",
+                0,
+                format!(
+                    "capacity {capacity} bytes is smaller than the descriptor's extent of {len} bytes"
+                ),
+            ));
+        }
+        if len < capacity {
+            warnings.push(format!(
+                "{}: capacity {capacity} bytes exceeds the descriptor's extent of {len} bytes; using the descriptor",
+                file.path().display()
+            ));
+        }
+        let gd = read_directory(&file, &header, header.gd_offset, "grain directory")?;
+        if header.flags & FLAG_REDUNDANT_GD != 0 && header.rgd_offset != 0 {
+            match read_directory(
+                &file,
+                &header,
+                header.rgd_offset,
+                "redundant grain directory",
+            ) {
+                Ok(rgd) => {
+                    let differ = gd
+                        .iter()
+                        .zip(&rgd)
+                        .filter(|(a, b)| (**a == 0) != (**b == 0))
+                        .count();
+                    if differ > 0 {
+                        warnings.push(format!(
+                            "{}: primary and redundant grain directories disagree in {differ} entries; using the primary",
+                            file.path().display()
+                        ));
+                    }
+                }
+                Err(e) => warnings.push(format!("redundant grain directory unreadable: {e}")),
+            }
+        }
+        Ok(SparseExtent {
+            file,
+            header,
+            len,
+            gd,
+            gt: None,
+            grain: None,
+            inflater: Inflater::default(),
+            warnings,
+        })
+    }
+
+    pub fn header(&self) -> &SparseHeader {
+        &self.header
+    }
+
+    pub fn file(&self) -> &InputFile {
+        &self.file
+    }
+
+    fn grain(&mut self, index: u64) -> Result<Grain> {
+        let per_gt = u64::from(self.header.num_gtes_per_gt);
+        let gd_index = (index / per_gt) as usize;
+        let gt_sector = self.gd[gd_index];
+        if gt_sector == 0 {
+            return Ok(Grain::Zero);
+        }
+        if self.gt.as_ref().is_none_or(|(i, _)| *i != gd_index) {
+            let offset = u64::from(gt_sector) * SECTOR;
+            let mut bytes = vec![0u8; per_gt as usize * 4];
+            self.file.read_exact_at(&mut bytes, offset, "grain table")?;
+            let table = bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            self.gt = Some((gd_index, table));
+        }
+        let entry = self.gt.as_ref().unwrap().1[(index % per_gt) as usize];
+        let gte_offset = u64::from(gt_sector) * SECTOR + (index % per_gt) * 4;
+        match entry {
+            0 => Ok(Grain::Zero),
+            1 if self.header.has_zeroed_gte() => Ok(Grain::Zero),
+            sector if u64::from(sector) < self.header.over_head => Err(Error::corrupt(
+                self.file.path(),
+                "grain table entry",
+                gte_offset,
+                format!(
+                    "grain {index} points at sector {sector}, inside the metadata (which ends at sector {})",
+                    self.header.over_head
+                ),
+            )),
+            sector if u64::from(sector) * SECTOR >= self.file.len() => Err(Error::corrupt(
+                self.file.path(),
+                "grain table entry",
+                gte_offset,
+                format!(
+                    "grain {index} points at sector {sector}, past the end of the file ({} bytes)",
+                    self.file.len()
+                ),
+            )),
+            sector => Ok(Grain::At(u64::from(sector) * SECTOR)),
+        }
+    }
+
+    /// Appends the allocation runs of `[offset, offset + len)` (extent-relative) to `out`,
+    /// shifted by `base`.
+    pub fn map(&mut self, offset: u64, len: u64, base: u64, out: &mut Vec<Run>) -> Result<()> {
+        let grain_bytes = self.header.grain_bytes();
+        let coverage = self.header.gt_coverage();
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end {
+            let gd_index = (pos / coverage) as usize;
+            if self.gd[gd_index] == 0 {
+                // A whole table's range is unallocated: skip it without looking at grains.
+                let table_end = ((gd_index as u64 + 1) * coverage).min(end);
+                push_run(out, base + pos, table_end - pos, RunKind::Zero);
+                pos = table_end;
+                continue;
+            }
+            let index = pos / grain_bytes;
+            let grain_end = ((index + 1) * grain_bytes).min(end);
+            let kind = match self.grain(index)? {
+                Grain::Zero => RunKind::Zero,
+                Grain::At(_) => RunKind::Data,
+            };
+            push_run(out, base + pos, grain_end - pos, kind);
+            pos = grain_end;
+        }
+        Ok(())
+    }
+
+    /// Reads extent-relative bytes.
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let grain_bytes = self.header.grain_bytes();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let index = pos / grain_bytes;
+            let within = pos % grain_bytes;
+            let n = ((grain_bytes - within) as usize).min(buf.len() - done);
+            let dst = &mut buf[done..done + n];
+            match self.grain(index)? {
+                Grain::Zero => dst.fill(0),
+                Grain::At(at) if !self.header.compressed() => {
+                    self.file.read_exact_at(dst, at + within, "grain")?;
+                }
+                Grain::At(at) => {
+                    let grain = self.inflate(index, at)?;
+                    dst.copy_from_slice(&grain[within as usize..within as usize + n]);
+                }
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn inflate(&mut self, index: u64, at: u64) -> Result<&[u8]> {
+        if self.grain.as_ref().is_none_or(|(i, _)| *i != index) {
+            let grain_bytes = self.header.grain_bytes();
+            let mut data = self
+                .grain
+                .take()
+                .map(|(_, d)| d)
+                .unwrap_or_else(|| vec![0u8; grain_bytes as usize]);
+            let start = index * grain_bytes;
+            let needed = grain_bytes.min(self.len - start) as usize;
+            let produced = stream::read_compressed_grain(
+                &self.file,
+                &self.header,
+                at,
+                index * self.header.grain_size,
+                &mut data,
+                needed,
+                &mut self.inflater,
+            )?;
+            data[produced..].fill(0);
+            self.grain = Some((index, data));
+        }
+        Ok(&self.grain.as_ref().unwrap().1)
+    }
+}
+
+/// Reads a grain directory, checking it lies inside the file before allocating it.
+fn read_directory(
+    file: &InputFile,
+    header: &SparseHeader,
+    sector: u64,
+    structure: &'static str,
+) -> Result<Vec<u32>> {
+    let entries = header.gd_entries();
+    let offset = sector.checked_mul(SECTOR);
+    let bytes_len = entries.checked_mul(4);
+    match (offset, bytes_len) {
+        (Some(offset), Some(bytes_len))
+            if sector != 0
+                && offset
+                    .checked_add(bytes_len)
+                    .is_some_and(|e| e <= file.len()) =>
+        {
+            let mut bytes = vec![0u8; bytes_len as usize];
+            file.read_exact_at(&mut bytes, offset, structure)?;
+            Ok(bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                .collect())
+        }
+        _ => Err(Error::corrupt(
+            file.path(),
+            structure,
+            offset.unwrap_or(u64::MAX),
+            format!(
+                "{entries} entries at sector {sector} do not fit in the file ({} bytes)",
+                file.len()
+            ),
+        )),
+    }
+}
