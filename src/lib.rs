@@ -78,7 +78,7 @@ pub fn open(path: &Path, options: OpenOptions) -> Result<Box<dyn Disk>> {
     }
     Err(Error::unsupported(
         path,
-        "format not recognised: not a VMDK (descriptor or KDMV sparse), VHD or VHDX image",
+        "file header at offset 0: format not recognised (no KDMV, descriptor, conectix or vhdxfile signature)",
     ))
 }
 
