@@ -49,9 +49,15 @@ pub struct ConvertArgs {
     /// Fixed (all space allocated) or dynamic (grows with data).
     #[arg(long = "type", value_enum, default_value_t = TypeArg::Dynamic)]
     pub disk_type: TypeArg,
-    /// Block size of a dynamic image: bytes, or with a K/M/G suffix (default: VHD 2M).
+    /// Block size: bytes, or with a K/M/G suffix (default: VHD 2M, VHDX 32M).
     #[arg(long)]
     pub block_size: Option<String>,
+    /// VHDX logical sector size.
+    #[arg(long, default_value_t = 512, value_parser = parse_sector)]
+    pub logical_sector: u32,
+    /// VHDX physical sector size.
+    #[arg(long, default_value_t = 4096, value_parser = parse_sector)]
+    pub physical_sector: u32,
     /// Zero ranges of a fixed image: holes (auto, always) or written out (never, for NTFS).
     #[arg(long, value_enum, default_value_t = SparseArg::Auto)]
     pub sparse: SparseArg,
@@ -96,4 +102,13 @@ pub enum ProgressArg {
     Auto,
     Always,
     Never,
+}
+
+/// 512 or 4096.
+fn parse_sector(text: &str) -> Result<u32, String> {
+    match text {
+        "512" => Ok(512),
+        "4096" => Ok(4096),
+        _ => Err("expected 512 or 4096".to_string()),
+    }
 }

@@ -11,6 +11,7 @@ use crate::disk::{Disk, Run, RunKind};
 use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::vhd;
+use crate::vhdx::{self, write::VhdxParams};
 use crate::writer::ImageWriter;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -73,6 +74,9 @@ pub struct ConvertOptions {
     /// Output block size; None for the format's default.
     pub block_size: Option<u64>,
     pub sparse: SparseMode,
+    /// VHDX logical and physical sector sizes (512 or 4096).
+    pub logical_sector: u32,
+    pub physical_sector: u32,
     pub force: bool,
 }
 
@@ -103,16 +107,24 @@ pub fn convert(
     let started = Instant::now();
     refuse_input_as_output(src, dst)?;
     let size = src.virtual_size();
-    if options.format == OutputFormat::Vhd {
-        vhd::write::check_size(size)?;
+    let vhdx_params = VhdxParams {
+        size,
+        block_size: options
+            .block_size
+            .unwrap_or(vhdx::write::DEFAULT_BLOCK_SIZE),
+        logical_sector: options.logical_sector,
+        physical_sector: options.physical_sector,
+        fixed: options.disk_type == DiskType::Fixed,
+    };
+    match options.format {
+        OutputFormat::Vhd => vhd::write::check_size(size)?,
+        OutputFormat::Vhdx => vhdx_params.validate()?,
     }
-    let out = Output::create(dst, options.force)?;
+    let out = Output::create(dst, options.force, options.sparse == SparseMode::Never)?;
     let mut writer: Box<dyn ImageWriter> = match (options.format, options.disk_type) {
-        (OutputFormat::Vhd, DiskType::Fixed) => Box::new(vhd::write::FixedVhdWriter::new(
-            out,
-            size,
-            options.sparse == SparseMode::Never,
-        )?),
+        (OutputFormat::Vhd, DiskType::Fixed) => {
+            Box::new(vhd::write::FixedVhdWriter::new(out, size)?)
+        }
         (OutputFormat::Vhd, DiskType::Dynamic) => Box::new(vhd::write::DynamicVhdWriter::new(
             out,
             size,
@@ -120,9 +132,7 @@ pub fn convert(
                 .block_size
                 .unwrap_or(vhd::dynamic::DEFAULT_BLOCK_SIZE),
         )?),
-        (OutputFormat::Vhdx, _) => {
-            return Err(Error::Usage("VHDX output is not available yet".into()));
-        }
+        (OutputFormat::Vhdx, _) => Box::new(vhdx::write::VhdxWriter::new(out, vhdx_params)?),
     };
     let unit = writer.unit();
     let mut buf = vec![0u8; unit as usize];

@@ -10,6 +10,7 @@ pub mod info;
 pub mod output;
 pub mod size;
 pub mod vhd;
+pub mod vhdx;
 pub mod vmdk;
 pub mod writer;
 

@@ -107,6 +107,8 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
             SparseArg::Always => SparseMode::Always,
             SparseArg::Never => SparseMode::Never,
         },
+        logical_sector: args.logical_sector,
+        physical_sector: args.physical_sector,
         force: args.force,
     };
     let mut disk = vdconv::open(&args.src, open_options(&args.common))?;

@@ -12,12 +12,15 @@ pub struct Output {
     dst: PathBuf,
     temp: PathBuf,
     file: File,
+    /// Write zeros into every hole before committing (files headed to NTFS).
+    fill_holes: bool,
     committed: bool,
 }
 
 impl Output {
-    /// Creates the temporary file. Refuses when DST exists and `force` is false.
-    pub fn create(dst: &Path, force: bool) -> Result<Self> {
+    /// Creates the temporary file. Refuses when DST exists and `force` is false. With
+    /// `fill_holes`, every range left unwritten is written as zeros before the commit.
+    pub fn create(dst: &Path, force: bool, fill_holes: bool) -> Result<Self> {
         if !force && std::fs::symlink_metadata(dst).is_ok() {
             return Err(Error::OutputExists {
                 path: dst.to_path_buf(),
@@ -44,6 +47,7 @@ impl Output {
             dst: dst.to_path_buf(),
             temp,
             file,
+            fill_holes,
             committed: false,
         })
     }
@@ -72,8 +76,47 @@ impl Output {
             .map_err(|e| Error::output_io(&self.dst, format!("the file's length ({len} bytes)"), e))
     }
 
+    /// Writes zeros into each hole the file system reports, so that no byte is sparse.
+    fn fill_holes(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = self.file.as_raw_fd();
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| Error::output_io(&self.dst, "the file's metadata", e))?
+            .len();
+        let zeros = vec![0u8; 1 << 20];
+        let mut pos = 0u64;
+        while pos < len {
+            // SAFETY: lseek on a descriptor we own; no memory is passed.
+            let hole = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_HOLE) };
+            if hole < 0 || hole as u64 >= len {
+                break;
+            }
+            let hole = hole as u64;
+            // SAFETY: as above.
+            let data = unsafe { libc::lseek(fd, hole as libc::off_t, libc::SEEK_DATA) };
+            let end = if data < 0 {
+                len
+            } else {
+                (data as u64).min(len)
+            };
+            let mut at = hole;
+            while at < end {
+                let n = (end - at).min(zeros.len() as u64) as usize;
+                self.write_at(&zeros[..n], at)?;
+                at += n as u64;
+            }
+            pos = end;
+        }
+        Ok(())
+    }
+
     /// Flushes the data and renames the temporary file to DST.
     pub fn commit(mut self) -> Result<()> {
+        if self.fill_holes {
+            self.fill_holes()?;
+        }
         self.file
             .sync_all()
             .map_err(|e| Error::output_io(&self.dst, "(flushing to disk)", e))?;

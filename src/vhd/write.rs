@@ -44,34 +44,12 @@ fn new_unique_id() -> [u8; 16] {
 pub struct FixedVhdWriter {
     out: Output,
     size: u64,
-    /// Write zeros for units never offered instead of leaving holes.
-    fill_zeros: bool,
-    /// End of the data written so far (for filling).
-    written_to: u64,
 }
 
 impl FixedVhdWriter {
-    pub fn new(out: Output, size: u64, fill_zeros: bool) -> Result<Self> {
+    pub fn new(out: Output, size: u64) -> Result<Self> {
         check_size(size)?;
-        Ok(FixedVhdWriter {
-            out,
-            size,
-            fill_zeros,
-            written_to: 0,
-        })
-    }
-
-    fn fill_to(&mut self, end: u64) -> Result<()> {
-        if self.fill_zeros {
-            let zeros = vec![0u8; FIXED_UNIT as usize];
-            while self.written_to < end {
-                let n = (end - self.written_to).min(FIXED_UNIT);
-                self.out.write_at(&zeros[..n as usize], self.written_to)?;
-                self.written_to += n;
-            }
-        }
-        self.written_to = end;
-        Ok(())
+        Ok(FixedVhdWriter { out, size })
     }
 }
 
@@ -81,15 +59,10 @@ impl ImageWriter for FixedVhdWriter {
     }
 
     fn write_unit(&mut self, index: u64, data: &[u8]) -> Result<()> {
-        let at = index * FIXED_UNIT;
-        self.fill_to(at)?;
-        self.out.write_at(data, at)?;
-        self.written_to = at + data.len() as u64;
-        Ok(())
+        self.out.write_at(data, index * FIXED_UNIT)
     }
 
-    fn finish(mut self: Box<Self>) -> Result<Output> {
-        self.fill_to(self.size)?;
+    fn finish(self: Box<Self>) -> Result<Output> {
         // set_len first so zero tails are holes, then the footer right after the data.
         self.out.set_len(self.size)?;
         let footer = Footer::new(self.size, DISK_FIXED, NO_DATA_OFFSET, new_unique_id());

@@ -1,0 +1,5 @@
+//! Microsoft VHDX: on-disk structures, the BAT, writing.
+
+pub mod bat;
+pub mod format;
+pub mod write;

@@ -1,0 +1,231 @@
+//! Writing fixed and dynamic VHDX files that pass Windows-grade validation: two valid
+//! headers, identical region tables with Required set, an empty log, the five required
+//! metadata items with their flags, 1 MiB alignment, every present block inside the file.
+
+use zerocopy::{FromZeros, IntoBytes};
+
+use crate::error::{Error, Result};
+use crate::output::Output;
+use crate::vhdx::bat::{self, BatLayout};
+use crate::vhdx::format::*;
+use crate::writer::ImageWriter;
+
+pub const DEFAULT_BLOCK_SIZE: u64 = 32 * MIB;
+pub const DEFAULT_PHYSICAL_SECTOR: u32 = 4096;
+
+/// Shape of the VHDX to write.
+#[derive(Debug, Clone, Copy)]
+pub struct VhdxParams {
+    pub size: u64,
+    pub block_size: u64,
+    pub logical_sector: u32,
+    pub physical_sector: u32,
+    pub fixed: bool,
+}
+
+impl VhdxParams {
+    pub fn validate(&self) -> Result<()> {
+        if !self.block_size.is_power_of_two() || !(MIB..=256 * MIB).contains(&self.block_size) {
+            return Err(Error::Usage(format!(
+                "VHDX block size {} is not a power of two from 1 MiB to 256 MiB",
+                self.block_size
+            )));
+        }
+        for (what, v) in [
+            ("logical", self.logical_sector),
+            ("physical", self.physical_sector),
+        ] {
+            if v != 512 && v != 4096 {
+                return Err(Error::Usage(format!(
+                    "{what} sector size {v} is not 512 or 4096"
+                )));
+            }
+        }
+        if self.size == 0 {
+            return Err(Error::OutputLimit(
+                "the disk is empty (0 bytes); a VHDX cannot hold it".into(),
+            ));
+        }
+        if self.size % u64::from(self.logical_sector) != 0 {
+            return Err(Error::OutputLimit(format!(
+                "virtual size {} bytes is not a multiple of the {}-byte logical sector; use --logical-sector 512",
+                self.size, self.logical_sector
+            )));
+        }
+        if self.size > MAX_SIZE {
+            return Err(Error::OutputLimit(format!(
+                "virtual size {} bytes exceeds the VHDX limit of 64 TiB",
+                self.size
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub struct VhdxWriter {
+    out: Output,
+    params: VhdxParams,
+    layout: BatLayout,
+    bat: Vec<u64>,
+    /// Where the data area starts (after the BAT region).
+    data_start: u64,
+    /// Next free block position (dynamic).
+    free: u64,
+}
+
+impl VhdxWriter {
+    pub fn new(out: Output, params: VhdxParams) -> Result<Self> {
+        params.validate()?;
+        let layout = BatLayout::new(
+            params.size,
+            params.block_size,
+            u64::from(params.logical_sector),
+        );
+        let data_start = BAT_OFFSET + layout.region_bytes();
+        let mut bat = vec![0u64; layout.total_entries() as usize];
+        if params.fixed {
+            // Every payload block fully present at its place in one contiguous data area.
+            for block in 0..layout.payload_blocks {
+                let at = data_start + block * params.block_size;
+                bat[layout.payload_index(block) as usize] = bat::encode(bat::FULLY_PRESENT, at);
+            }
+        }
+        Ok(VhdxWriter {
+            out,
+            params,
+            layout,
+            bat,
+            data_start,
+            free: data_start,
+        })
+    }
+
+    fn write_file_identifier(&self) -> Result<()> {
+        let mut id = vec![0u8; 64 * 1024];
+        id[..8].copy_from_slice(FILE_SIGNATURE);
+        let creator = format!("vdconv {}", env!("CARGO_PKG_VERSION"));
+        for (i, unit) in creator.encode_utf16().take(255).enumerate() {
+            id[8 + i * 2..10 + i * 2].copy_from_slice(&unit.to_le_bytes());
+        }
+        self.out.write_at(&id, 0)
+    }
+
+    fn write_headers(&self) -> Result<()> {
+        let file_write = *uuid::Uuid::new_v4().as_bytes();
+        let data_write = *uuid::Uuid::new_v4().as_bytes();
+        // Two valid headers with different sequence numbers: the second is current.
+        for (seq, at) in [(0, HEADER1_OFFSET), (1, HEADER2_OFFSET)] {
+            let h = Header::new(seq, file_write, data_write);
+            self.out.write_at(h.as_bytes(), at)?;
+        }
+        Ok(())
+    }
+
+    fn write_region_tables(&self) -> Result<()> {
+        let mut table = vec![0u8; REGION_TABLE_SIZE];
+        let mut head = RegionTableHeader::new_zeroed();
+        head.signature = *REGION_SIGNATURE;
+        head.entry_count.set(2);
+        table[..16].copy_from_slice(head.as_bytes());
+        let entries = [
+            (BAT_REGION, BAT_OFFSET, self.layout.region_bytes() as u32),
+            (METADATA_REGION, METADATA_OFFSET, METADATA_LENGTH),
+        ];
+        for (i, (guid, offset, length)) in entries.into_iter().enumerate() {
+            let mut e = RegionEntry::new_zeroed();
+            e.guid = guid;
+            e.file_offset.set(offset);
+            e.length.set(length);
+            e.required.set(1);
+            table[16 + i * 32..48 + i * 32].copy_from_slice(e.as_bytes());
+        }
+        seal(&mut table);
+        self.out.write_at(&table, REGION1_OFFSET)?;
+        self.out.write_at(&table, REGION2_OFFSET)
+    }
+
+    fn write_metadata(&self) -> Result<()> {
+        let p = &self.params;
+        let mut region = vec![0u8; METADATA_TABLE_SIZE + 4096];
+        let page83 = *uuid::Uuid::new_v4().as_bytes();
+        let flags = if p.fixed { LEAVE_BLOCK_ALLOCATED } else { 0 };
+        let mut file_params = (p.block_size as u32).to_le_bytes().to_vec();
+        file_params.extend_from_slice(&flags.to_le_bytes());
+        let vd = META_IS_VIRTUAL_DISK | META_IS_REQUIRED;
+        let items: [([u8; 16], Vec<u8>, u32); 5] = [
+            (FILE_PARAMETERS, file_params, META_IS_REQUIRED),
+            (VIRTUAL_DISK_SIZE, p.size.to_le_bytes().to_vec(), vd),
+            (PAGE_83_DATA, page83.to_vec(), vd),
+            (
+                LOGICAL_SECTOR_SIZE,
+                p.logical_sector.to_le_bytes().to_vec(),
+                vd,
+            ),
+            (
+                PHYSICAL_SECTOR_SIZE,
+                p.physical_sector.to_le_bytes().to_vec(),
+                vd,
+            ),
+        ];
+        let mut head = MetadataTableHeader::new_zeroed();
+        head.signature = *METADATA_SIGNATURE;
+        head.entry_count.set(items.len() as u16);
+        region[..32].copy_from_slice(head.as_bytes());
+        let mut offset = METADATA_TABLE_SIZE;
+        for (i, (id, data, flags)) in items.iter().enumerate() {
+            let mut e = MetadataEntry::new_zeroed();
+            e.item_id = *id;
+            e.offset.set(offset as u32);
+            e.length.set(data.len() as u32);
+            e.flags.set(*flags);
+            region[32 + i * 32..64 + i * 32].copy_from_slice(e.as_bytes());
+            region[offset..offset + data.len()].copy_from_slice(data);
+            offset += data.len();
+        }
+        self.out.write_at(&region, METADATA_OFFSET)
+    }
+
+    fn write_bat(&self) -> Result<()> {
+        let mut bytes = vec![0u8; self.layout.region_bytes() as usize];
+        for (slot, entry) in bytes.chunks_exact_mut(8).zip(&self.bat) {
+            slot.copy_from_slice(&entry.to_le_bytes());
+        }
+        self.out.write_at(&bytes, BAT_OFFSET)
+    }
+}
+
+impl ImageWriter for VhdxWriter {
+    fn unit(&self) -> u64 {
+        self.params.block_size
+    }
+
+    fn write_unit(&mut self, index: u64, data: &[u8]) -> Result<()> {
+        let slot = self.layout.payload_index(index) as usize;
+        let at = if self.params.fixed {
+            self.data_start + index * self.params.block_size
+        } else {
+            let at = self.free;
+            self.free += self.params.block_size;
+            self.bat[slot] = bat::encode(bat::FULLY_PRESENT, at);
+            at
+        };
+        self.out.write_at(data, at)
+    }
+
+    fn finish(self: Box<Self>) -> Result<Output> {
+        self.write_file_identifier()?;
+        self.write_headers()?;
+        self.write_region_tables()?;
+        // The log stays zeros (a hole): LogGuid zero says there is nothing to replay.
+        self.write_metadata()?;
+        self.write_bat()?;
+        let end = if self.params.fixed {
+            self.data_start + self.layout.payload_blocks * self.params.block_size
+        } else {
+            self.free
+        };
+        // Every present block lies wholly inside the file, the last one included.
+        self.out.set_len(end)?;
+        Ok(self.out)
+    }
+}
