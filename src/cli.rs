@@ -21,6 +21,8 @@ pub enum Command {
     Convert(ConvertArgs),
     /// Describe an image: format, layout, size, extents.
     Info(InfoArgs),
+    /// Compare the guest-visible contents of two images of any supported formats.
+    Compare(CompareArgs),
 }
 
 #[derive(Args, Debug)]
@@ -61,6 +63,9 @@ pub struct ConvertArgs {
     /// Zero ranges of a fixed image: holes (auto, always) or written out (never, for NTFS).
     #[arg(long, value_enum, default_value_t = SparseArg::Auto)]
     pub sparse: SparseArg,
+    /// Read the result back and check it against the source before putting it in place.
+    #[arg(long)]
+    pub verify: bool,
     /// Replace DST if it exists.
     #[arg(long)]
     pub force: bool,
@@ -74,6 +79,17 @@ pub struct ConvertArgs {
 #[derive(Args, Debug)]
 pub struct InfoArgs {
     pub img: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    /// Progress bar on stderr: auto shows it on a terminal only.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
     #[command(flatten)]
     pub common: Common,
 }

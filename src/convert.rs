@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
+use crate::compare::{content_sha256, hex};
 use crate::disk::{Disk, Run, RunKind};
 use crate::error::{Error, Result};
 use crate::output::Output;
@@ -22,7 +24,7 @@ pub fn interrupt() {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-fn check_interrupted() -> Result<()> {
+pub(crate) fn check_interrupted() -> Result<()> {
     if INTERRUPTED.load(Ordering::Relaxed) {
         Err(Error::Interrupted)
     } else {
@@ -78,6 +80,8 @@ pub struct ConvertOptions {
     pub logical_sector: u32,
     pub physical_sector: u32,
     pub force: bool,
+    /// Read the result back and compare its SHA-256 with the source's before committing.
+    pub verify: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +97,9 @@ pub struct ConvertReport {
     pub file_size: u64,
     /// Bytes of disk data written (units holding data).
     pub data_bytes_written: u64,
+    /// SHA-256 of the virtual contents, when verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     pub seconds: f64,
 }
 
@@ -136,6 +143,13 @@ pub fn convert(
     };
     let unit = writer.unit();
     let mut buf = vec![0u8; unit as usize];
+    // With --verify the source is hashed in the same pass, zeros included.
+    let mut hasher = options.verify.then(Sha256::new);
+    let zeros = if options.verify {
+        vec![0u8; unit as usize]
+    } else {
+        Vec::new()
+    };
     let mut runs: Vec<Run> = Vec::new();
     let mut written = 0u64;
     let mut offset = 0u64;
@@ -148,10 +162,15 @@ pub fn convert(
         if runs.iter().any(|r| r.kind == RunKind::Data) {
             let data = &mut buf[..len as usize];
             src.read_at(offset, data)?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&*data);
+            }
             if !is_zero(data) {
                 writer.write_unit(index, data)?;
                 written += len;
             }
+        } else if let Some(h) = hasher.as_mut() {
+            h.update(&zeros[..len as usize]);
         }
         offset += len;
         index += 1;
@@ -159,6 +178,14 @@ pub fn convert(
     }
     check_interrupted()?;
     let out = writer.finish()?;
+    let sha256 = match hasher {
+        Some(h) => {
+            let expected: [u8; 32] = h.finalize().into();
+            verify_output(&out, &expected)?;
+            Some(hex(&expected))
+        }
+        None => None,
+    };
     let file_size = out
         .file()
         .metadata()
@@ -173,8 +200,30 @@ pub fn convert(
         block_size: unit,
         file_size,
         data_bytes_written: written,
+        sha256,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Reads the finished (not yet committed) output through vdconv's own reader and checks
+/// that its contents hash to what the source hashed to.
+fn verify_output(out: &Output, expected: &[u8; 32]) -> Result<()> {
+    let mut disk = crate::open(out.temp_path(), crate::OpenOptions::default()).map_err(|e| {
+        Error::Verify(format!(
+            "{}: the written image cannot be read back: {e}",
+            out.path().display()
+        ))
+    })?;
+    let found = content_sha256(disk.as_mut())?;
+    if &found != expected {
+        return Err(Error::Verify(format!(
+            "{}: contents read back (SHA-256 {}) differ from the source ({})",
+            out.path().display(),
+            hex(&found),
+            hex(expected)
+        )));
+    }
+    Ok(())
 }
 
 /// True when every byte is zero.

@@ -79,6 +79,9 @@ pub enum Error {
     /// A request the output format cannot hold (too large, wrong alignment).
     #[error("{0}")]
     OutputLimit(String),
+    /// The written image does not read back as the source (--verify).
+    #[error("verification failed: {0}")]
+    Verify(String),
     /// SIGINT or SIGTERM arrived while working.
     #[error("interrupted; no output was left behind")]
     Interrupted,
@@ -96,7 +99,8 @@ impl Error {
             Error::OutputExists { .. }
             | Error::OutputIsInput { .. }
             | Error::OutputIo { .. }
-            | Error::OutputLimit(_) => ExitClass::Output,
+            | Error::OutputLimit(_)
+            | Error::Verify(_) => ExitClass::Output,
             Error::Interrupted => ExitClass::Interrupted,
         }
     }

@@ -20,6 +20,8 @@ pub struct ImageInfo {
     pub vmdk: Option<VmdkDetails>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vhd: Option<VhdDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vhdx: Option<VhdxDetails>,
     /// Anomalies that were tolerated.
     pub warnings: Vec<String>,
 }
@@ -80,4 +82,13 @@ pub struct VhdDetails {
     pub unique_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub block_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VhdxDetails {
+    pub block_size: u64,
+    pub logical_sector_size: u32,
+    pub physical_sector_size: u32,
+    /// The current header's sequence number.
+    pub sequence_number: u64,
 }

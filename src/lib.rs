@@ -3,6 +3,7 @@
 //! Open any supported image with [`open`], which detects the format from the content, then
 //! [`convert::convert`] it, or ask it for [`info::ImageInfo`].
 
+pub mod compare;
 pub mod convert;
 pub mod disk;
 pub mod error;
@@ -47,17 +48,11 @@ pub fn open(path: &Path, options: OpenOptions) -> Result<Box<dyn Disk>> {
             "is an ESXi seSparse snapshot delta; not supported yet",
         ));
     }
-    if head.starts_with(b"vhdxfile") {
-        return Err(Error::unsupported(
-            path,
-            "is a VHDX image; reading VHDX is not supported yet",
-        ));
+    if head.starts_with(vhdx::format::FILE_SIGNATURE) {
+        return Ok(Box::new(vhdx::read::VhdxDisk::open(file)?));
     }
-    if head.starts_with(b"conectix") || has_vhd_footer(&file)? {
-        return Err(Error::unsupported(
-            path,
-            "is a VHD image; reading VHD is not supported yet",
-        ));
+    if head.starts_with(vhd::footer::COOKIE) || has_vhd_footer(&file)? {
+        return Ok(Box::new(vhd::read::VhdDisk::open(file)?));
     }
     if looks_like_descriptor(head) {
         if file.len() > MAX_TEXT_DESCRIPTOR {

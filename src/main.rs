@@ -9,7 +9,9 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
-use cli::{Cli, Command, ConvertArgs, FormatArg, InfoArgs, ProgressArg, SparseArg, TypeArg};
+use cli::{
+    Cli, Command, CompareArgs, ConvertArgs, FormatArg, InfoArgs, ProgressArg, SparseArg, TypeArg,
+};
 use vdconv::convert::{self, ConvertOptions, DiskType, OutputFormat, SparseMode};
 use vdconv::{Error, OpenOptions};
 
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
     let common = match &cli.command {
         Command::Convert(a) => &a.common,
         Command::Info(a) => &a.common,
+        Command::Compare(a) => &a.common,
     };
     init_tracing(common.verbose, common.quiet);
     // SIGINT/SIGTERM: ask the conversion to stop; it removes its temporary file.
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Convert(args) => run_convert(args),
         Command::Info(args) => run_info(args),
+        Command::Compare(args) => run_compare(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -39,7 +43,7 @@ fn main() -> ExitCode {
                 Some(err) => err.class().code(),
                 None => 3,
             };
-            eprintln!("vdconv: error: {e:#}");
+            eprintln!("vdconv: error: {e}");
             ExitCode::from(code as u8)
         }
     }
@@ -110,27 +114,12 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
         logical_sector: args.logical_sector,
         physical_sector: args.physical_sector,
         force: args.force,
+        verify: args.verify,
     };
     let mut disk = vdconv::open(&args.src, open_options(&args.common))?;
     warn_all(disk.warnings());
     let size = disk.virtual_size();
-    let show = match args.progress {
-        ProgressArg::Always => true,
-        ProgressArg::Never => false,
-        ProgressArg::Auto => std::io::stderr().is_terminal() && !args.common.quiet,
-    };
-    let bar = if show {
-        let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template"),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = progress_bar(args.progress, args.common.quiet, size);
     let report = convert::convert(disk.as_mut(), &args.dst, &options, &mut |done| {
         bar.set_position(done)
     })?;
@@ -145,6 +134,8 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
             "block_size": report.block_size,
             "file_size": report.file_size,
             "data_bytes_written": report.data_bytes_written,
+            "sha256": report.sha256,
+            "verified": report.sha256.is_some(),
             "seconds": report.seconds,
             "warnings": disk.warnings(),
         });
@@ -159,6 +150,54 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(0)
+}
+
+fn progress_bar(mode: ProgressArg, quiet: bool, total: u64) -> ProgressBar {
+    let show = match mode {
+        ProgressArg::Always => true,
+        ProgressArg::Never => false,
+        ProgressArg::Auto => std::io::stderr().is_terminal() && !quiet,
+    };
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn run_compare(args: &CompareArgs) -> anyhow::Result<u8> {
+    let options = open_options(&args.common);
+    let mut a = vdconv::open(&args.a, options)?;
+    let mut b = vdconv::open(&args.b, options)?;
+    warn_all(a.warnings());
+    warn_all(b.warnings());
+    let bar = progress_bar(
+        args.progress,
+        args.common.quiet,
+        a.virtual_size().min(b.virtual_size()),
+    );
+    let report =
+        vdconv::compare::compare(a.as_mut(), b.as_mut(), &mut |done| bar.set_position(done))?;
+    bar.finish_and_clear();
+    if args.common.json {
+        print_json(&serde_json::to_value(&report)?)?;
+    } else if report.identical {
+        println!("identical ({} bytes)", report.size_a);
+    } else {
+        let at = report
+            .first_difference
+            .map(|o| format!("first difference at byte offset {o}"))
+            .unwrap_or_else(|| "contents equal up to the smaller size".to_string());
+        println!(
+            "different: {at}; sizes {} and {} bytes",
+            report.size_a, report.size_b
+        );
+    }
+    Ok(if report.identical { 0 } else { 1 })
 }
 
 fn run_info(args: &InfoArgs) -> anyhow::Result<u8> {

@@ -56,6 +56,11 @@ impl Output {
         &self.dst
     }
 
+    /// Where the file is being written until it is committed.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
     pub fn file(&self) -> &File {
         &self.file
     }

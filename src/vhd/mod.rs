@@ -3,4 +3,5 @@
 pub mod dynamic;
 pub mod footer;
 pub mod geometry;
+pub mod read;
 pub mod write;

@@ -2,4 +2,5 @@
 
 pub mod bat;
 pub mod format;
+pub mod read;
 pub mod write;

@@ -510,6 +510,7 @@ impl Disk for VmdkDisk {
             extents,
             vmdk: Some(details),
             vhd: None,
+            vhdx: None,
             warnings: self.warnings.clone(),
         })
     }

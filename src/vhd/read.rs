@@ -1,0 +1,388 @@
+//! Reading fixed and dynamic VHD files. Differencing disks are recognised and refused.
+
+use std::path::PathBuf;
+
+use zerocopy::FromBytes;
+
+use crate::disk::{Disk, InputFile, Run, RunKind, push_run};
+use crate::error::{Error, Result};
+use crate::info::{ExtentInfo, Geometry, ImageInfo, VhdDetails};
+use crate::vhd::dynamic::{COOKIE as HEADER_COOKIE, DynamicHeader, UNALLOCATED, bitmap_bytes};
+use crate::vhd::footer::{COOKIE, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, Footer};
+
+/// Largest dynamic block accepted (the specification's default is 2 MiB).
+const MAX_BLOCK_SIZE: u64 = 256 << 20;
+
+enum Layout {
+    Fixed,
+    Dynamic {
+        block_size: u64,
+        bat: Vec<u32>,
+        bitmap_len: u64,
+        /// The most recently read sector bitmap and its block.
+        bitmap: Option<(u64, Vec<u8>)>,
+    },
+}
+
+pub struct VhdDisk {
+    file: InputFile,
+    footer: Footer,
+    size: u64,
+    layout: Layout,
+    warnings: Vec<String>,
+}
+
+/// Parses a footer, checking cookie and checksum.
+pub fn parse_footer(bytes: &[u8; 512], file: &InputFile, offset: u64) -> Result<Footer> {
+    let footer = Footer::read_from_bytes(bytes).expect("512 bytes");
+    if &footer.cookie != COOKIE {
+        return Err(Error::corrupt(
+            file.path(),
+            "VHD footer",
+            offset,
+            "cookie is not 'conectix'",
+        ));
+    }
+    if footer.expected_checksum() != footer.checksum.get() {
+        return Err(Error::corrupt(
+            file.path(),
+            "VHD footer",
+            offset,
+            format!(
+                "checksum {:#010x} does not match the contents ({:#010x})",
+                footer.checksum.get(),
+                footer.expected_checksum()
+            ),
+        ));
+    }
+    Ok(footer)
+}
+
+impl VhdDisk {
+    pub fn open(file: InputFile) -> Result<Self> {
+        let mut warnings = Vec::new();
+        if file.len() < 512 {
+            return Err(Error::corrupt(
+                file.path(),
+                "VHD footer",
+                0,
+                "file is shorter than a footer",
+            ));
+        }
+        let end = file.len() - 512;
+        let mut bytes = [0u8; 512];
+        file.read_exact_at(&mut bytes, end, "VHD footer")?;
+        let footer = match parse_footer(&bytes, &file, end) {
+            Ok(f) => f,
+            Err(e) => {
+                // A dynamic disk keeps a copy at offset 0: use it, saying so.
+                file.read_exact_at(&mut bytes, 0, "VHD footer copy")?;
+                let copy = parse_footer(&bytes, &file, 0).map_err(|_| e)?;
+                warnings.push(
+                    "footer at end of file is damaged; using the copy at offset 0".to_string(),
+                );
+                copy
+            }
+        };
+        let size = footer.current_size.get();
+        let layout = match footer.disk_type.get() {
+            DISK_FIXED => {
+                if size > end {
+                    return Err(Error::corrupt(
+                        file.path(),
+                        "VHD footer",
+                        end,
+                        format!(
+                            "fixed disk of {size} bytes needs a file of {} bytes, found {}",
+                            size + 512,
+                            file.len()
+                        ),
+                    ));
+                }
+                if size % 512 != 0 {
+                    return Err(Error::corrupt(
+                        file.path(),
+                        "VHD footer",
+                        end + 48,
+                        format!("current size {size} is not a multiple of 512"),
+                    ));
+                }
+                Layout::Fixed
+            }
+            DISK_DYNAMIC => open_dynamic(&file, &footer, size)?,
+            DISK_DIFFERENCING => {
+                let parent = read_parent_name(&file, &footer).unwrap_or_default();
+                return Err(Error::unsupported(
+                    file.path(),
+                    format!(
+                        "is a differencing VHD (a child of {parent:?}); differencing disks are not supported yet"
+                    ),
+                ));
+            }
+            other => {
+                return Err(Error::corrupt(
+                    file.path(),
+                    "VHD footer",
+                    end + 60,
+                    format!("disk type {other} is not 2 (fixed), 3 (dynamic) or 4 (differencing)"),
+                ));
+            }
+        };
+        Ok(VhdDisk {
+            file,
+            footer,
+            size,
+            layout,
+            warnings,
+        })
+    }
+}
+
+fn read_header(file: &InputFile, footer: &Footer) -> Result<(u64, DynamicHeader)> {
+    let at = footer.data_offset.get();
+    let mut bytes = [0u8; 1024];
+    file.read_exact_at(&mut bytes, at, "VHD dynamic header")?;
+    let header = DynamicHeader::read_from_bytes(&bytes).expect("1024 bytes");
+    if &header.cookie != HEADER_COOKIE {
+        return Err(Error::corrupt(
+            file.path(),
+            "VHD dynamic header",
+            at,
+            "cookie is not 'cxsparse'",
+        ));
+    }
+    if header.expected_checksum() != header.checksum.get() {
+        return Err(Error::corrupt(
+            file.path(),
+            "VHD dynamic header",
+            at,
+            "checksum does not match the contents",
+        ));
+    }
+    Ok((at, header))
+}
+
+fn open_dynamic(file: &InputFile, footer: &Footer, size: u64) -> Result<Layout> {
+    let (at, header) = read_header(file, footer)?;
+    let block_size = u64::from(header.block_size.get());
+    if !block_size.is_power_of_two() || !(512..=MAX_BLOCK_SIZE).contains(&block_size) {
+        return Err(Error::corrupt(
+            file.path(),
+            "VHD dynamic header",
+            at + 32,
+            format!("block size {block_size} is not a power of two up to 256 MiB"),
+        ));
+    }
+    let needed = size.div_ceil(block_size);
+    let entries = u64::from(header.max_table_entries.get());
+    if entries < needed {
+        return Err(Error::corrupt(
+            file.path(),
+            "VHD dynamic header",
+            at + 28,
+            format!(
+                "{entries} BAT entries cannot cover {size} bytes in {block_size}-byte blocks ({needed} needed)"
+            ),
+        ));
+    }
+    let table = header.table_offset.get();
+    let mut bytes = vec![0u8; 0];
+    // Only the entries the disk uses are read; the file must hold them.
+    let len = needed * 4;
+    if table.checked_add(len).is_none_or(|e| e > file.len()) {
+        return Err(Error::corrupt(
+            file.path(),
+            "VHD BAT",
+            table,
+            format!("{needed} entries extend past the end of the file"),
+        ));
+    }
+    bytes.resize(len as usize, 0);
+    file.read_exact_at(&mut bytes, table, "VHD BAT")?;
+    let bat = bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+        .collect();
+    Ok(Layout::Dynamic {
+        block_size,
+        bat,
+        bitmap_len: bitmap_bytes(block_size),
+        bitmap: None,
+    })
+}
+
+/// The parent's name from a differencing disk's header (UTF-16BE), for messages.
+fn read_parent_name(file: &InputFile, footer: &Footer) -> Option<String> {
+    let (_, header) = read_header(file, footer).ok()?;
+    let units: Vec<u16> = header
+        .parent_unicode_name
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .take_while(|&u| u != 0)
+        .collect();
+    Some(String::from_utf16_lossy(&units))
+}
+
+impl VhdDisk {
+    /// File offset of block `index`'s data, or None when unallocated.
+    fn block(&self, index: u64) -> Result<Option<u64>> {
+        let Layout::Dynamic {
+            block_size,
+            bat,
+            bitmap_len,
+            ..
+        } = &self.layout
+        else {
+            return Ok(Some(index));
+        };
+        let entry = bat[index as usize];
+        if entry == UNALLOCATED {
+            return Ok(None);
+        }
+        let at = u64::from(entry) * 512;
+        let end = at + bitmap_len + block_size;
+        // The last block may end at the footer; it must not run past the file.
+        let used = (self.size - index * block_size).min(*block_size);
+        if at + bitmap_len + used > self.file.len() {
+            return Err(Error::corrupt(
+                self.file.path(),
+                "VHD BAT entry",
+                index * 4,
+                format!(
+                    "block {index} at {at}..{end} extends past the end of the file ({} bytes)",
+                    self.file.len()
+                ),
+            ));
+        }
+        Ok(Some(at))
+    }
+
+    /// Reads `buf` from inside one dynamic block, honouring the sector bitmap.
+    fn read_in_block(&mut self, index: u64, within: u64, buf: &mut [u8]) -> Result<()> {
+        let Some(at) = self.block(index)? else {
+            buf.fill(0);
+            return Ok(());
+        };
+        let Layout::Dynamic {
+            bitmap_len, bitmap, ..
+        } = &mut self.layout
+        else {
+            unreachable!()
+        };
+        let bitmap_len = *bitmap_len;
+        if bitmap.as_ref().is_none_or(|(i, _)| *i != index) {
+            let mut bytes = vec![0u8; bitmap_len as usize];
+            self.file
+                .read_exact_at(&mut bytes, at, "VHD sector bitmap")?;
+            *bitmap = Some((index, bytes));
+        }
+        let map = &bitmap.as_ref().unwrap().1;
+        self.file
+            .read_exact_at(buf, at + bitmap_len + within, "VHD block")?;
+        // Sectors whose bit is clear are not in use and read as zeros.
+        let first = within / 512;
+        for (i, sector) in buf.chunks_mut(512).enumerate() {
+            let s = first as usize + i;
+            if map[s / 8] & (0x80 >> (s % 8)) == 0 {
+                sector.fill(0);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Disk for VhdDisk {
+    fn virtual_size(&self) -> u64 {
+        self.size
+    }
+
+    fn map(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
+        let block_size = match &self.layout {
+            Layout::Fixed => {
+                push_run(out, offset, len, RunKind::Data);
+                return Ok(());
+            }
+            Layout::Dynamic { block_size, .. } => *block_size,
+        };
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end {
+            let index = pos / block_size;
+            let n = ((index + 1) * block_size).min(end) - pos;
+            let kind = if self.block(index)?.is_some() {
+                RunKind::Data
+            } else {
+                RunKind::Zero
+            };
+            push_run(out, pos, n, kind);
+            pos += n;
+        }
+        Ok(())
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let block_size = match &self.layout {
+            Layout::Fixed => return self.file.read_exact_at(buf, offset, "VHD data"),
+            Layout::Dynamic { block_size, .. } => *block_size,
+        };
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let index = pos / block_size;
+            let within = pos % block_size;
+            let n = ((block_size - within) as usize).min(buf.len() - done);
+            self.read_in_block(index, within, &mut buf[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn info(&mut self) -> Result<ImageInfo> {
+        let allocated = crate::disk::allocated_bytes(self)?;
+        let f = &self.footer;
+        let chs = f.chs();
+        let (layout, block_size) = match &self.layout {
+            Layout::Fixed => ("fixed", None),
+            Layout::Dynamic { block_size, .. } => ("dynamic", Some(*block_size)),
+        };
+        let version = f.creator_version.get();
+        Ok(ImageInfo {
+            file: self.file.path().display().to_string(),
+            format: "vhd",
+            layout: layout.to_string(),
+            virtual_size: self.size,
+            allocated_bytes: allocated,
+            extents: vec![ExtentInfo {
+                access: "RW".into(),
+                kind: layout.to_uppercase(),
+                start: 0,
+                size: self.size,
+                file: Some(self.file.path().display().to_string()),
+                file_offset: 0,
+            }],
+            vmdk: None,
+            vhd: Some(VhdDetails {
+                creator_app: String::from_utf8_lossy(&f.creator_app).into_owned(),
+                creator_version: format!("{}.{}", version >> 16, version & 0xffff),
+                creator_host_os: String::from_utf8_lossy(&f.creator_host_os).into_owned(),
+                geometry: Geometry {
+                    cylinders: u64::from(chs.cylinders),
+                    heads: u64::from(chs.heads),
+                    sectors: u64::from(chs.sectors_per_track),
+                },
+                unique_id: uuid::Uuid::from_bytes(f.unique_id).to_string(),
+                block_size,
+            }),
+            vhdx: None,
+            warnings: self.warnings.clone(),
+        })
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        vec![self.file.path().to_path_buf()]
+    }
+}
