@@ -23,6 +23,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Compare the guest-visible contents of two images of any supported formats.
     Compare(CompareArgs),
+    /// Validate an image's structure: one finding per broken rule.
+    Check(CheckArgs),
 }
 
 #[derive(Args, Debug)]
@@ -78,6 +80,13 @@ pub struct ConvertArgs {
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
+    pub img: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
     pub img: PathBuf,
     #[command(flatten)]
     pub common: Common,

@@ -10,7 +10,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use cli::{
-    Cli, Command, CompareArgs, ConvertArgs, FormatArg, InfoArgs, ProgressArg, SparseArg, TypeArg,
+    CheckArgs, Cli, Command, CompareArgs, ConvertArgs, FormatArg, InfoArgs, ProgressArg, SparseArg,
+    TypeArg,
 };
 use vdconv::convert::{self, ConvertOptions, DiskType, OutputFormat, SparseMode};
 use vdconv::{Error, OpenOptions};
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Command::Convert(a) => &a.common,
         Command::Info(a) => &a.common,
         Command::Compare(a) => &a.common,
+        Command::Check(a) => &a.common,
     };
     init_tracing(common.verbose, common.quiet);
     // SIGINT/SIGTERM: ask the conversion to stop; it removes its temporary file.
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => run_convert(args),
         Command::Info(args) => run_info(args),
         Command::Compare(args) => run_compare(args),
+        Command::Check(args) => run_check(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -167,6 +170,25 @@ fn progress_bar(mode: ProgressArg, quiet: bool, total: u64) -> ProgressBar {
             .expect("valid template"),
     );
     bar
+}
+
+fn run_check(args: &CheckArgs) -> anyhow::Result<u8> {
+    let report = vdconv::check::check(&args.img, open_options(&args.common))?;
+    if args.common.json {
+        print_json(&serde_json::to_value(&report)?)?;
+    } else if report.clean() {
+        println!("{}: {} structure is clean", report.file, report.format);
+    } else {
+        for finding in &report.findings {
+            let at = finding
+                .offset
+                .map(|o| format!(" at offset {o}"))
+                .unwrap_or_default();
+            println!("{}: {}{at}: {}", report.file, finding.rule, finding.message);
+        }
+        println!("{}: {} finding(s)", report.file, report.findings.len());
+    }
+    Ok(if report.clean() { 0 } else { 1 })
 }
 
 fn run_compare(args: &CompareArgs) -> anyhow::Result<u8> {

@@ -42,6 +42,8 @@ fn convert_and_check(
         "libvhdi content of {kind} VHD from {}",
         src.display()
     );
+    let o = vdconv(&[&"check", &out]);
+    assert_eq!(o.status.code(), Some(0), "vdconv check: {}", stdout(&o));
     let bytes = fs::read(&out).unwrap();
     let footer = &bytes[bytes.len() - 512..];
     assert_eq!(&footer[..8], b"conectix");

@@ -64,6 +64,8 @@ fn to_vhdx(
     let (media, hash) = libvhdi_sha256(&out);
     assert_eq!(media, size, "libvhdi size {kind} {block} {logical}");
     assert_eq!(hash, sha, "libvhdi content {kind} {block} {logical}");
+    let o = vdconv(&[&"check", &out]);
+    assert_eq!(o.status.code(), Some(0), "vdconv check: {}", stdout(&o));
     let bytes = fs::read(&out).unwrap();
     assert_eq!(&bytes[..8], b"vhdxfile");
     assert_eq!(bytes.len() % (1 << 20), 0, "file length is whole MiB");

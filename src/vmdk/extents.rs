@@ -3,6 +3,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use crate::detect::Format;
 use crate::disk::{Disk, InputFile, Run, RunKind, push_run};
 use crate::error::{Error, Result};
 use crate::info::{ExtentInfo, Geometry, ImageInfo, VmdkDetails};
@@ -44,7 +45,39 @@ pub struct VmdkDisk {
     warnings: Vec<String>,
 }
 
+/// Largest text descriptor read: real ones are a few hundred bytes.
+const MAX_TEXT_DESCRIPTOR: u64 = 1 << 20;
+
 impl VmdkDisk {
+    /// Opens a VMDK of either kind `detect` found.
+    pub fn open(file: InputFile, format: Format, options: OpenOptions) -> Result<Self> {
+        if format == Format::VmdkSparse {
+            return Self::open_sparse(file);
+        }
+        if file.len() > MAX_TEXT_DESCRIPTOR {
+            return Err(Error::corrupt(
+                file.path(),
+                "descriptor",
+                0,
+                format!(
+                    "text descriptor is {} bytes; at most {MAX_TEXT_DESCRIPTOR} accepted",
+                    file.len()
+                ),
+            ));
+        }
+        let mut text = vec![0u8; file.len() as usize];
+        file.read_exact_at(&mut text, 0, "descriptor")?;
+        Self::open_descriptor(file.path(), &text, options)
+    }
+
+    /// The sparse extents, for structural checks.
+    pub fn sparse_extents(&self) -> impl Iterator<Item = &SparseExtent> {
+        self.extents.iter().filter_map(|e| match &e.data {
+            ExtentData::Sparse(s) => Some(s.as_ref()),
+            _ => None,
+        })
+    }
+
     /// Opens a sparse file carrying its own descriptor (monolithicSparse, streamOptimized),
     /// or a bare sparse extent without one.
     pub fn open_sparse(file: InputFile) -> Result<Self> {

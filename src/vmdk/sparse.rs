@@ -121,6 +121,106 @@ impl SparseExtent {
         &self.file
     }
 
+    /// Structural problems of the tables as (rule, file offset, message), at most `limit`:
+    /// grain tables outside the file, entries inside the metadata or past the end of the
+    /// file, grains used twice, and primary and redundant tables that disagree.
+    pub fn check(&self, limit: usize) -> Result<Vec<(&'static str, u64, String)>> {
+        let mut out = Vec::new();
+        let h = &self.header;
+        let per_gt = u64::from(h.num_gtes_per_gt);
+        let grains = self.len.div_ceil(h.grain_bytes());
+        let gt_bytes = per_gt * 4;
+        let rgd = if h.flags & FLAG_REDUNDANT_GD != 0 && h.rgd_offset != 0 {
+            read_directory(&self.file, h, h.rgd_offset, "redundant grain directory").ok()
+        } else {
+            None
+        };
+        let mut starts = Vec::new();
+        for (i, &gt_sector) in self.gd.iter().enumerate() {
+            if out.len() >= limit {
+                break;
+            }
+            let gd_entry_at = h.gd_offset * SECTOR + i as u64 * 4;
+            if gt_sector == 0 {
+                continue;
+            }
+            let gt_at = u64::from(gt_sector) * SECTOR;
+            if gt_at + gt_bytes > self.file.len() {
+                out.push((
+                    "vmdk-gt-beyond-eof",
+                    gd_entry_at,
+                    format!("grain table {i} at {gt_at} extends past the end of the file"),
+                ));
+                continue;
+            }
+            let mut bytes = vec![0u8; gt_bytes as usize];
+            self.file.read_exact_at(&mut bytes, gt_at, "grain table")?;
+            if let Some(rgd) = &rgd
+                && let Some(&r) = rgd.get(i)
+            {
+                let r_at = u64::from(r) * SECTOR;
+                let mut copy = vec![0u8; gt_bytes as usize];
+                if r == 0 || r_at + gt_bytes > self.file.len() {
+                    out.push((
+                        "vmdk-redundant-differs",
+                        gt_at,
+                        format!("grain table {i} has no usable redundant copy"),
+                    ));
+                } else {
+                    self.file
+                        .read_exact_at(&mut copy, r_at, "redundant grain table")?;
+                    if copy != bytes {
+                        out.push((
+                            "vmdk-redundant-differs",
+                            r_at,
+                            format!("redundant grain table {i} differs from the primary"),
+                        ));
+                    }
+                }
+            }
+            for (j, c) in bytes.chunks_exact(4).enumerate() {
+                let grain = i as u64 * per_gt + j as u64;
+                let entry = u64::from(u32::from_le_bytes(c.try_into().unwrap()));
+                let at = gt_at + j as u64 * 4;
+                if entry == 0 || (entry == 1 && h.has_zeroed_gte()) || grain >= grains {
+                    continue;
+                }
+                if entry < h.over_head {
+                    out.push(("vmdk-gte-in-metadata", at, format!("grain {grain} points at sector {entry}, inside the metadata (ends at sector {})", h.over_head)));
+                } else if entry * SECTOR >= self.file.len() {
+                    out.push((
+                        "vmdk-gte-beyond-eof",
+                        at,
+                        format!("grain {grain} points at sector {entry}, past the end of the file"),
+                    ));
+                } else {
+                    starts.push((entry, grain, at));
+                }
+            }
+        }
+        // Plain grains occupy a whole grain each; compressed records vary, so only
+        // identical starts are sure to collide.
+        starts.sort_unstable();
+        let span = if h.compressed() { 1 } else { h.grain_size };
+        for w in starts.windows(2) {
+            if out.len() >= limit {
+                break;
+            }
+            if w[1].0 < w[0].0 + span {
+                out.push((
+                    "vmdk-grain-overlap",
+                    w[1].2,
+                    format!(
+                        "grain {} at sector {} overlaps grain {} at sector {}",
+                        w[1].1, w[1].0, w[0].1, w[0].0
+                    ),
+                ));
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
     fn grain(&mut self, index: u64) -> Result<Grain> {
         let per_gt = u64::from(self.header.num_gtes_per_gt);
         let gd_index = (index / per_gt) as usize;

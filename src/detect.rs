@@ -1,0 +1,79 @@
+//! Format detection from content, never from the file's name.
+
+use crate::disk::InputFile;
+use crate::error::{Error, Result};
+use crate::{vhd, vhdx, vmdk};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A KDMV sparse file (with or without its own descriptor).
+    VmdkSparse,
+    /// A text descriptor naming extent files.
+    VmdkDescriptor,
+    Vhd,
+    Vhdx,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::VmdkSparse | Format::VmdkDescriptor => "vmdk",
+            Format::Vhd => "vhd",
+            Format::Vhdx => "vhdx",
+        }
+    }
+}
+
+/// Identifies the file, refusing by name the formats vdconv recognises but does not read.
+pub fn detect(file: &InputFile) -> Result<Format> {
+    let mut head = [0u8; 512];
+    let n = file.len().min(512) as usize;
+    file.read_exact_at(&mut head[..n], 0, "file header")?;
+    let head = &head[..n];
+    if head.starts_with(vmdk::header::MAGIC) {
+        return Ok(Format::VmdkSparse);
+    }
+    if head.starts_with(b"COWD") {
+        return Err(Error::unsupported(
+            file.path(),
+            "is an ESXi vmfsSparse (COWD) snapshot delta; not supported yet",
+        ));
+    }
+    if head.starts_with(&0xCAFE_BABEu32.to_le_bytes()) {
+        return Err(Error::unsupported(
+            file.path(),
+            "is an ESXi seSparse snapshot delta; not supported yet",
+        ));
+    }
+    if head.starts_with(vhdx::format::FILE_SIGNATURE) {
+        return Ok(Format::Vhdx);
+    }
+    if head.starts_with(vhd::footer::COOKIE) || has_vhd_footer(file)? {
+        return Ok(Format::Vhd);
+    }
+    if looks_like_descriptor(head) {
+        return Ok(Format::VmdkDescriptor);
+    }
+    Err(Error::unsupported(
+        file.path(),
+        "file header at offset 0: format not recognised (no KDMV, descriptor, conectix or vhdxfile signature)",
+    ))
+}
+
+fn has_vhd_footer(file: &InputFile) -> Result<bool> {
+    if file.len() < 512 {
+        return Ok(false);
+    }
+    let mut cookie = [0u8; 8];
+    file.read_exact_at(&mut cookie, file.len() - 512, "VHD footer")?;
+    Ok(&cookie == vhd::footer::COOKIE)
+}
+
+/// A text descriptor starts with its comment line or with key=value lines; it is text.
+fn looks_like_descriptor(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head).to_ascii_lowercase();
+    let trimmed = text.trim_start_matches('\u{feff}').trim_start();
+    trimmed.starts_with("# disk descriptorfile")
+        || (trimmed.contains("createtype") && !head.contains(&0))
+        || (trimmed.starts_with("version") && trimmed.contains("extent"))
+}

@@ -1,0 +1,272 @@
+//! `vdconv check`: valid files are clean; each broken rule gives exactly its finding.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+/// The rules `check --json` reports, in order.
+fn rules(path: &Path) -> (i32, Vec<String>) {
+    let o = vdconv(&[&"check", &"--json", &path]);
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("JSON: {}{}", stdout(&o), stderr(&o)));
+    let rules = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap().to_string())
+        .collect();
+    (o.status.code().unwrap(), rules)
+}
+
+fn assert_only(path: &Path, rule: &str) {
+    let (code, found) = rules(path);
+    assert_eq!(found, [rule], "findings for {}", path.display());
+    assert_eq!(code, 1);
+}
+
+/// A valid dynamic VHDX (2 MiB blocks) of the split-sparse fixture, copied for breaking.
+fn fresh(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"convert", &"-q"];
+    let src = fixture("handmade/split-sparse/disk.vmdk");
+    a.push(&src);
+    a.push(&out);
+    for x in args {
+        a.push(x);
+    }
+    assert_ok(&vdconv(&a));
+    assert_eq!(rules(&out), (0, vec![]), "fresh output is clean");
+    out
+}
+
+fn patch(path: &Path, at: usize, bytes: &[u8]) {
+    let mut data = fs::read(path).unwrap();
+    data[at..at + bytes.len()].copy_from_slice(bytes);
+    fs::write(path, data).unwrap();
+}
+
+/// Recomputes the CRC-32C of a VHDX structure of `len` bytes at `at`.
+fn reseal(path: &Path, at: usize, len: usize) {
+    let mut data = fs::read(path).unwrap();
+    data[at + 4..at + 8].fill(0);
+    let crc = crc32c::crc32c(&data[at..at + len]);
+    data[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    fs::write(path, data).unwrap();
+}
+
+const H1: usize = 64 << 10;
+const META: usize = 2 << 20;
+const BAT: usize = 3 << 20;
+
+fn le64(path: &Path, at: usize) -> u64 {
+    u64::from_le_bytes(fs::read(path).unwrap()[at..at + 8].try_into().unwrap())
+}
+
+#[test]
+fn vhdx_header_checksum_byte() {
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhdx", &["--block-size", "1M"]);
+    patch(&p, H1 + 100, &[1]);
+    assert_only(&p, "vhdx-header-checksum");
+}
+
+#[test]
+fn vhdx_header_reserved_field() {
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhdx", &["--block-size", "1M"]);
+    patch(&p, H1 + 200, &[1]);
+    reseal(&p, H1, 4096);
+    assert_only(&p, "vhdx-header-reserved");
+}
+
+#[test]
+fn vhdx_block_beyond_end_of_file() {
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhdx", &["--block-size", "1M"]);
+    let len = fs::metadata(&p).unwrap().len();
+    let entry = ((len >> 20) << 20) | 6; // starts at the end of the file
+    patch(&p, BAT, &entry.to_le_bytes());
+    assert_only(&p, "vhdx-block-beyond-eof");
+}
+
+#[test]
+fn vhdx_overlapping_blocks() {
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhdx", &["--block-size", "1M"]);
+    let first = le64(&p, BAT);
+    assert_eq!(first & 7, 6);
+    patch(&p, BAT + 8, &first.to_le_bytes());
+    assert_only(&p, "vhdx-block-overlap");
+}
+
+#[test]
+fn vhdx_wrong_metadata_flags() {
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhdx", &[]);
+    // Entry 1 is Virtual Disk Size: clear IsVirtualDisk, keep IsRequired.
+    patch(&p, META + 32 + 32 + 24, &4u32.to_le_bytes());
+    assert_only(&p, "vhdx-metadata-flags");
+}
+
+#[test]
+fn vhdx_unaligned_size() {
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhdx", &[]);
+    let size_item = META + 64 * 1024 + 8; // after File Parameters
+    let size = le64(&p, size_item);
+    patch(&p, size_item, &(size + 1).to_le_bytes());
+    assert_only(&p, "vhdx-virtual-size");
+}
+
+#[test]
+fn vhdx_bat_entry_count() {
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhdx", &["--block-size", "1M"]);
+    // 1 TiB in 1 MiB blocks needs 2^20 entries: far more than the 1 MiB region holds.
+    patch(&p, META + 64 * 1024 + 8, &(1u64 << 40).to_le_bytes());
+    assert_only(&p, "vhdx-bat-region-too-small");
+}
+
+#[test]
+fn vhdx_region_table_checksum_and_copies() {
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhdx", &[]);
+    patch(&p, (192 << 10) + 40, &[0xFF]);
+    assert_only(&p, "vhdx-region-checksum");
+    let q = fresh(dir.path(), "b.vhdx", &[]);
+    patch(&q, (256 << 10) + 1000, &[0xFF]);
+    reseal(&q, 256 << 10, 64 << 10);
+    assert_only(&q, "vhdx-region-copies-differ");
+}
+
+#[test]
+fn vhdx_pending_log() {
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhdx", &[]);
+    for at in [H1, 2 * H1] {
+        patch(&p, at + 48, &[7; 16]);
+        reseal(&p, at, 4096);
+    }
+    let (code, found) = rules(&p);
+    assert_eq!(code, 1);
+    assert_eq!(found, ["vhdx-log-pending", "vhdx-log-pending"]);
+    let o = vdconv(&[&"convert", &p, &dir.path().join("x.vhd")]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("must be replayed"), "{}", stderr(&o));
+}
+
+#[test]
+fn vhd_footer_checksum_and_bat_entry_count() {
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhd", &[]);
+    let len = fs::metadata(&p).unwrap().len() as usize;
+    patch(&p, len - 512 + 70, &[0x42]);
+    assert_only(&p, "vhd-footer-checksum");
+
+    let q = fresh(dir.path(), "b.vhd", &[]);
+    // max_table_entries + 1, with the header checksum recomputed.
+    let mut data = fs::read(&q).unwrap();
+    let entries = u32::from_be_bytes(data[512 + 28..512 + 32].try_into().unwrap());
+    data[512 + 28..512 + 32].copy_from_slice(&(entries + 1).to_be_bytes());
+    data[512 + 36..512 + 40].fill(0);
+    let sum: u32 = data[512..1536].iter().map(|&b| u32::from(b)).sum();
+    data[512 + 36..512 + 40].copy_from_slice(&(!sum).to_be_bytes());
+    fs::write(&q, data).unwrap();
+    assert_only(&q, "vhd-bat-entry-count");
+}
+
+#[test]
+fn vhd_overlapping_and_out_of_file_blocks() {
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhd", &["--block-size", "512K"]);
+    let data = fs::read(&p).unwrap();
+    let first = data[1536..1540].to_vec();
+    patch(&p, 1540, &first);
+    assert_only(&p, "vhd-block-overlap");
+    let q = fresh(dir.path(), "b.vhd", &["--block-size", "512K"]);
+    patch(&q, 1536, &0x00FF_FFFFu32.to_be_bytes());
+    assert_only(&q, "vhd-block-beyond-eof");
+}
+
+#[test]
+fn vmdk_table_damage() {
+    assert_only(
+        &fixture("handmade/corrupt/gte-past-eof.vmdk"),
+        "vmdk-gte-beyond-eof",
+    );
+    assert_only(
+        &fixture("handmade/corrupt/gte-in-metadata.vmdk"),
+        "vmdk-gte-in-metadata",
+    );
+    // The split-sparse fixture's extents carry redundant tables: damage one copy.
+    let dir = tempdir();
+    for name in ["disk.vmdk", "disk-s001.vmdk", "disk-s002.vmdk"] {
+        fs::copy(
+            fixture(&format!("handmade/split-sparse/{name}")),
+            dir.path().join(name),
+        )
+        .unwrap();
+    }
+    let desc = dir.path().join("disk.vmdk");
+    assert_eq!(rules(&desc), (0, vec![]));
+    let s1 = dir.path().join("disk-s001.vmdk");
+    let data = fs::read(&s1).unwrap();
+    let rgd = u64::from_le_bytes(data[48..56].try_into().unwrap()) as usize * 512;
+    let rgt = u32::from_le_bytes(data[rgd..rgd + 4].try_into().unwrap()) as usize * 512;
+    patch(&s1, rgt, &0u32.to_le_bytes());
+    assert_only(&desc, "vmdk-redundant-differs");
+    // Two grains sharing one place.
+    let t = dir.path().join("disk-s002.vmdk");
+    let data = fs::read(&t).unwrap();
+    let gd = u64::from_le_bytes(data[56..64].try_into().unwrap()) as usize * 512;
+    let gt = u32::from_le_bytes(data[gd..gd + 4].try_into().unwrap()) as usize * 512;
+    fs::copy(fixture("handmade/split-sparse/disk-s001.vmdk"), &s1).unwrap();
+    let e0 = data[gt..gt + 4].to_vec();
+    patch(&t, gt + 4, &e0);
+    let (_, found) = rules(&desc);
+    assert!(
+        found.contains(&"vmdk-grain-overlap".to_string()),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn qemu_made_images_are_clean_or_flagged_for_what_windows_rejects() {
+    if !have("qemu-img", "qemu-utils") {
+        return;
+    }
+    let dir = tempdir();
+    for (name, args) in [
+        ("d.vhd", vec!["-f", "vpc"]),
+        ("f.vhd", vec!["-f", "vpc", "-o", "subformat=fixed"]),
+        ("s.vmdk", vec!["-f", "vmdk"]),
+        (
+            "t.vmdk",
+            vec!["-f", "vmdk", "-o", "subformat=streamOptimized"],
+        ),
+        ("q.vhdx", vec!["-f", "vhdx"]),
+    ] {
+        let p = dir.path().join(name);
+        let mut a: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"create"];
+        for x in &args {
+            a.push(x);
+        }
+        a.push(&p);
+        a.push(&"10M");
+        run_ok("qemu-img", &a);
+        let (code, found) = rules(&p);
+        if name == "q.vhdx" {
+            // qemu leaves the Required bit of its two regions unset.
+            assert_eq!(
+                found,
+                ["vhdx-region-not-required", "vhdx-region-not-required"]
+            );
+        } else {
+            assert_eq!((code, found), (0, vec![]), "{name}");
+        }
+    }
+}
