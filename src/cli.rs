@@ -50,9 +50,13 @@ pub struct ConvertArgs {
     /// Output format; default from DST's extension.
     #[arg(short = 'O', long = "output-format", value_enum)]
     pub format: Option<FormatArg>,
-    /// Fixed (all space allocated) or dynamic (grows with data).
-    #[arg(long = "type", value_enum, default_value_t = TypeArg::Dynamic)]
-    pub disk_type: TypeArg,
+    /// Fixed (all space allocated) or dynamic (grows with data); default dynamic.
+    #[arg(long = "type", value_enum)]
+    pub disk_type: Option<TypeArg>,
+    /// Where the image goes: azure (fixed VHD, whole-MiB size), hyperv-gen1, hyperv-gen2
+    /// (VHDX); warns when the disk's partition table does not fit.
+    #[arg(long, value_enum)]
+    pub target: Option<TargetArg>,
     /// Block size: bytes, or with a K/M/G suffix (default: VHD 2M, VHDX 32M).
     #[arg(long)]
     pub block_size: Option<String>,
@@ -88,6 +92,10 @@ pub struct InfoArgs {
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     pub img: PathBuf,
+    /// Check the platform's rules instead of the format's structure (azure: fixed VHD,
+    /// whole MiB, file size, footer, size bounds).
+    #[arg(long, value_enum)]
+    pub target: Option<CheckTargetArg>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -113,6 +121,18 @@ pub enum FormatArg {
 pub enum TypeArg {
     Fixed,
     Dynamic,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckTargetArg {
+    Azure,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetArg {
+    Azure,
+    HypervGen1,
+    HypervGen2,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@ use crate::compare::{content_sha256, hex};
 use crate::disk::{Disk, Run, RunKind};
 use crate::error::{Error, Result};
 use crate::output::Output;
+use crate::target::{self, Target};
 use crate::vhd;
 use crate::vhdx::{self, write::VhdxParams};
 use crate::writer::ImageWriter;
@@ -80,6 +81,8 @@ pub struct ConvertOptions {
     pub logical_sector: u32,
     pub physical_sector: u32,
     pub force: bool,
+    /// Platform whose rules apply (Azure: whole-MiB size, its size bounds).
+    pub target: Option<Target>,
     /// Read the result back and compare its SHA-256 with the source's before committing.
     pub verify: bool,
 }
@@ -90,6 +93,10 @@ pub struct ConvertReport {
     pub format: OutputFormat,
     #[serde(rename = "type")]
     pub disk_type: DiskType,
+    pub target: Option<Target>,
+    /// The source's virtual size.
+    pub source_size: u64,
+    /// The output's virtual size (larger when a target rounds it up).
     pub virtual_size: u64,
     /// Output block (dynamic) or write unit (fixed) size, bytes.
     pub block_size: u64,
@@ -113,7 +120,9 @@ pub fn convert(
 ) -> Result<ConvertReport> {
     let started = Instant::now();
     refuse_input_as_output(src, dst)?;
-    let size = src.virtual_size();
+    let source_size = src.virtual_size();
+    // Azure rounds up to whole MiB: the added tail reads as zeros.
+    let size = target::output_size(options.target, source_size)?;
     let vhdx_params = VhdxParams {
         size,
         block_size: options
@@ -124,13 +133,17 @@ pub fn convert(
         fixed: options.disk_type == DiskType::Fixed,
     };
     match options.format {
-        OutputFormat::Vhd => vhd::write::check_size(size)?,
+        OutputFormat::Vhd if options.target == Some(Target::Azure) => {
+            // Azure reads current size, not CHS: it takes VHDs past the spec's 2040 GiB.
+            vhd::write::check_size(size, target::AZURE_MAX_SIZE)?
+        }
+        OutputFormat::Vhd => vhd::write::check_size(size, vhd::write::MAX_SIZE)?,
         OutputFormat::Vhdx => vhdx_params.validate()?,
     }
     let out = Output::create(dst, options.force, options.sparse == SparseMode::Never)?;
     let mut writer: Box<dyn ImageWriter> = match (options.format, options.disk_type) {
         (OutputFormat::Vhd, DiskType::Fixed) => {
-            Box::new(vhd::write::FixedVhdWriter::new(out, size)?)
+            Box::new(vhd::write::FixedVhdWriter::new(out, size))
         }
         (OutputFormat::Vhd, DiskType::Dynamic) => Box::new(vhd::write::DynamicVhdWriter::new(
             out,
@@ -143,13 +156,8 @@ pub fn convert(
     };
     let unit = writer.unit();
     let mut buf = vec![0u8; unit as usize];
-    // With --verify the source is hashed in the same pass, zeros included.
+    // With --verify the output's contents are hashed in the same pass, zeros included.
     let mut hasher = options.verify.then(Sha256::new);
-    let zeros = if options.verify {
-        vec![0u8; unit as usize]
-    } else {
-        Vec::new()
-    };
     let mut runs: Vec<Run> = Vec::new();
     let mut written = 0u64;
     let mut offset = 0u64;
@@ -157,20 +165,26 @@ pub fn convert(
     while offset < size {
         check_interrupted()?;
         let len = unit.min(size - offset);
+        // The part of this unit the source covers; the rest is padding.
+        let from_source = source_size.saturating_sub(offset).min(len);
+        let data = &mut buf[..len as usize];
         runs.clear();
-        src.map(offset, len, &mut runs)?;
-        if runs.iter().any(|r| r.kind == RunKind::Data) {
-            let data = &mut buf[..len as usize];
-            src.read_at(offset, data)?;
-            if let Some(h) = hasher.as_mut() {
-                h.update(&*data);
-            }
-            if !is_zero(data) {
-                writer.write_unit(index, data)?;
-                written += len;
-            }
-        } else if let Some(h) = hasher.as_mut() {
-            h.update(&zeros[..len as usize]);
+        if from_source > 0 {
+            src.map(offset, from_source, &mut runs)?;
+        }
+        let has_data = runs.iter().any(|r| r.kind == RunKind::Data);
+        if has_data {
+            src.read_at(offset, &mut data[..from_source as usize])?;
+            data[from_source as usize..].fill(0);
+        } else if hasher.is_some() {
+            data.fill(0);
+        }
+        if let Some(h) = hasher.as_mut() {
+            h.update(&*data);
+        }
+        if has_data && !is_zero(data) {
+            writer.write_unit(index, data)?;
+            written += len;
         }
         offset += len;
         index += 1;
@@ -196,6 +210,8 @@ pub fn convert(
         destination: dst.to_path_buf(),
         format: options.format,
         disk_type: options.disk_type,
+        target: options.target,
+        source_size,
         virtual_size: size,
         block_size: unit,
         file_size,

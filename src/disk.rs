@@ -57,6 +57,11 @@ pub trait Disk: Send {
     /// A description for `vdconv info`.
     fn info(&mut self) -> Result<crate::info::ImageInfo>;
 
+    /// The VMware adapter type (ddb.adapterType) where the image records one.
+    fn adapter_type(&self) -> Option<String> {
+        None
+    }
+
     /// Anomalies tolerated while opening, for the user to see.
     fn warnings(&self) -> &[String];
 

@@ -22,6 +22,9 @@ pub struct ImageInfo {
     pub vhd: Option<VhdDetails>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vhdx: Option<VhdxDetails>,
+    /// The partition table found inside the virtual disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partitions: Option<crate::partition::PartitionTable>,
     /// Anomalies that were tolerated.
     pub warnings: Vec<String>,
 }
@@ -59,6 +62,8 @@ pub struct VmdkDetails {
     pub create_type: Option<String>,
     /// ddb.adapterType: ide, lsilogic, buslogic, lsisas1068, pvscsi.
     pub adapter_type: Option<String>,
+    /// What the adapter type means for Hyper-V.
+    pub adapter_hyperv: Option<String>,
     /// ddb.virtualHWVersion.
     pub hardware_version: Option<String>,
     /// ddb.geometry.cylinders/heads/sectors.

@@ -11,7 +11,9 @@ pub mod disk;
 pub mod error;
 pub mod info;
 pub mod output;
+pub mod partition;
 pub mod size;
+pub mod target;
 pub mod vhd;
 pub mod vhdx;
 pub mod vmdk;
@@ -25,6 +27,13 @@ pub use vmdk::OpenOptions;
 
 use detect::Format;
 use disk::InputFile;
+
+/// Describes an image for `info`: its own details and the partition table inside it.
+pub fn describe(disk: &mut dyn Disk) -> Result<info::ImageInfo> {
+    let mut info = disk.info()?;
+    info.partitions = Some(partition::inspect(disk)?);
+    Ok(info)
+}
 
 /// Opens an image, detecting its format from its content (never from its name).
 pub fn open(path: &Path, options: OpenOptions) -> Result<Box<dyn Disk>> {

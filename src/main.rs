@@ -10,10 +10,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use cli::{
-    CheckArgs, Cli, Command, CompareArgs, ConvertArgs, FormatArg, InfoArgs, ProgressArg, SparseArg,
-    TypeArg,
+    CheckArgs, CheckTargetArg, Cli, Command, CompareArgs, ConvertArgs, FormatArg, InfoArgs,
+    ProgressArg, SparseArg, TargetArg, TypeArg,
 };
 use vdconv::convert::{self, ConvertOptions, DiskType, OutputFormat, SparseMode};
+use vdconv::target::{self, Target};
 use vdconv::{Error, OpenOptions};
 
 fn main() -> ExitCode {
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Command::Check(a) => &a.common,
     };
     init_tracing(common.verbose, common.quiet);
+    QUIET.store(common.quiet, std::sync::atomic::Ordering::Relaxed);
     // SIGINT/SIGTERM: ask the conversion to stop; it removes its temporary file.
     let _ = ctrlc::set_handler(convert::interrupt);
     let result = match &cli.command {
@@ -63,6 +65,7 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
 }
@@ -73,27 +76,44 @@ fn open_options(common: &cli::Common) -> OpenOptions {
     }
 }
 
+/// Tolerated anomalies and platform advice: one line each on stderr, unless -q.
 fn warn_all(warnings: &[String]) {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     for w in warnings {
-        tracing::warn!("{w}");
+        eprintln!("vdconv: warning: {w}");
     }
 }
+
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn usage(msg: String) -> anyhow::Error {
     Error::Usage(msg).into()
 }
 
 fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
-    let format = match args.format {
-        Some(FormatArg::Vhd) => OutputFormat::Vhd,
-        Some(FormatArg::Vhdx) => OutputFormat::Vhdx,
-        None => OutputFormat::from_path(&args.dst).ok_or_else(|| {
-            usage(format!(
-                "{}: cannot tell the output format from the name; give -O vhd or -O vhdx",
-                args.dst.display()
-            ))
-        })?,
+    let target = args.target.map(|t| match t {
+        TargetArg::Azure => Target::Azure,
+        TargetArg::HypervGen1 => Target::HypervGen1,
+        TargetArg::HypervGen2 => Target::HypervGen2,
+    });
+    let asked_format = match args.format {
+        Some(FormatArg::Vhd) => Some(OutputFormat::Vhd),
+        Some(FormatArg::Vhdx) => Some(OutputFormat::Vhdx),
+        None => OutputFormat::from_path(&args.dst),
     };
+    let asked_type = args.disk_type.map(|t| match t {
+        TypeArg::Fixed => DiskType::Fixed,
+        TypeArg::Dynamic => DiskType::Dynamic,
+    });
+    let (format, disk_type) = target::resolve(target, asked_format, asked_type)?;
+    let format = format.ok_or_else(|| {
+        usage(format!(
+            "{}: cannot tell the output format from the name; give -O vhd or -O vhdx",
+            args.dst.display()
+        ))
+    })?;
     let block_size = match &args.block_size {
         Some(text) => Some(vdconv::size::parse_size(text).ok_or_else(|| {
             usage(format!(
@@ -104,10 +124,8 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
     };
     let options = ConvertOptions {
         format,
-        disk_type: match args.disk_type {
-            TypeArg::Fixed => DiskType::Fixed,
-            TypeArg::Dynamic => DiskType::Dynamic,
-        },
+        disk_type,
+        target,
         block_size,
         sparse: match args.sparse {
             SparseArg::Auto => SparseMode::Auto,
@@ -122,6 +140,19 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
     let mut disk = vdconv::open(&args.src, open_options(&args.common))?;
     warn_all(disk.warnings());
     let size = disk.virtual_size();
+    let mut notes = Vec::new();
+    if let Some(t) = target {
+        let table = vdconv::partition::inspect(disk.as_mut())?;
+        let adapter = disk.adapter_type();
+        notes = target::fit_warnings(t, &table, size, adapter.as_deref());
+        let out_size = target::output_size(target, size)?;
+        if out_size != size {
+            notes.push(format!(
+                "virtual size rounded up from {size} to {out_size} bytes (Azure takes whole MiB); the added bytes are zeros"
+            ));
+        }
+        warn_all(&notes);
+    }
     let bar = progress_bar(args.progress, args.common.quiet, size);
     let report = convert::convert(disk.as_mut(), &args.dst, &options, &mut |done| {
         bar.set_position(done)
@@ -133,14 +164,17 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
             "destination": report.destination,
             "format": report.format,
             "type": report.disk_type,
+            "target": report.target,
+            "source_size": report.source_size,
             "virtual_size": report.virtual_size,
+            "rounded": report.virtual_size != report.source_size,
             "block_size": report.block_size,
             "file_size": report.file_size,
             "data_bytes_written": report.data_bytes_written,
             "sha256": report.sha256,
             "verified": report.sha256.is_some(),
             "seconds": report.seconds,
-            "warnings": disk.warnings(),
+            "warnings": disk.warnings().iter().chain(&notes).collect::<Vec<_>>(),
         });
         print_json(&doc)?;
     } else if !args.common.quiet {
@@ -173,11 +207,17 @@ fn progress_bar(mode: ProgressArg, quiet: bool, total: u64) -> ProgressBar {
 }
 
 fn run_check(args: &CheckArgs) -> anyhow::Result<u8> {
-    let report = vdconv::check::check(&args.img, open_options(&args.common))?;
+    let report = match args.target {
+        Some(CheckTargetArg::Azure) => vdconv::check::check_azure(&args.img)?,
+        None => vdconv::check::check(&args.img, open_options(&args.common))?,
+    };
     if args.common.json {
         print_json(&serde_json::to_value(&report)?)?;
     } else if report.clean() {
-        println!("{}: {} structure is clean", report.file, report.format);
+        println!(
+            "{}: clean ({} {} rules)",
+            report.file, report.format, report.rules
+        );
     } else {
         for finding in &report.findings {
             let at = finding
@@ -224,7 +264,7 @@ fn run_compare(args: &CompareArgs) -> anyhow::Result<u8> {
 
 fn run_info(args: &InfoArgs) -> anyhow::Result<u8> {
     let mut disk = vdconv::open(&args.img, open_options(&args.common))?;
-    let info = disk.info()?;
+    let info = vdconv::describe(disk.as_mut())?;
     if args.common.json {
         print_json(&serde_json::to_value(&info)?)?;
         return Ok(0);
@@ -249,6 +289,9 @@ fn run_info(args: &InfoArgs) -> anyhow::Result<u8> {
     if let Some(v) = &info.vmdk {
         if let Some(a) = &v.adapter_type {
             let _ = writeln!(out, "adapter type: {a}");
+        }
+        if let Some(a) = &v.adapter_hyperv {
+            let _ = writeln!(out, "  on Hyper-V: {a}");
         }
         if let Some(h) = &v.hardware_version {
             let _ = writeln!(out, "virtual hardware version: {h}");
@@ -278,6 +321,29 @@ fn run_info(args: &InfoArgs) -> anyhow::Result<u8> {
                 .map(|f| format!(" file {f} offset {}", e.file_offset))
                 .unwrap_or_default()
         );
+    }
+    if let Some(t) = &info.partitions {
+        let _ = writeln!(
+            out,
+            "partition table: {}{}",
+            serde_json::to_value(t.scheme)?.as_str().unwrap_or_default(),
+            if t.bootable { ", bootable" } else { "" }
+        );
+        for p in &t.partitions {
+            let _ = writeln!(
+                out,
+                "  {} {} ({}) at {} size {}{}",
+                p.number,
+                p.type_name,
+                p.type_id,
+                p.start,
+                p.size,
+                if p.bootable { " active" } else { "" }
+            );
+        }
+        for problem in &t.problems {
+            let _ = writeln!(out, "  problem: {problem}");
+        }
     }
     print!("{out}");
     Ok(0)

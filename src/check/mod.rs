@@ -3,6 +3,7 @@
 //! The checks read the file's structures directly rather than through the readers, so
 //! that one damaged structure does not hide the others.
 
+mod azure;
 mod vhd;
 mod vhdx;
 mod vmdk;
@@ -30,6 +31,8 @@ pub struct Finding {
 pub struct CheckReport {
     pub file: String,
     pub format: &'static str,
+    /// Which rules were applied: "structure" or a target ("azure").
+    pub rules: &'static str,
     pub findings: Vec<Finding>,
 }
 
@@ -84,6 +87,21 @@ pub fn check(path: &Path, options: OpenOptions) -> Result<CheckReport> {
     Ok(CheckReport {
         file: path.display().to_string(),
         format: format.name(),
+        rules: "structure",
+        findings: findings.0,
+    })
+}
+
+/// Checks the image at `path` against Azure's rules for an upload.
+pub fn check_azure(path: &Path) -> Result<CheckReport> {
+    let file = InputFile::open(path)?;
+    let format = detect(&file).map(Format::name).unwrap_or("unknown");
+    let mut findings = Findings::default();
+    azure::check(&file, &mut findings)?;
+    Ok(CheckReport {
+        file: path.display().to_string(),
+        format,
+        rules: "azure",
         findings: findings.0,
     })
 }

@@ -374,6 +374,7 @@ impl Disk for VhdDisk {
                 block_size,
             }),
             vhdx: None,
+            partitions: None,
             warnings: self.warnings.clone(),
         })
     }

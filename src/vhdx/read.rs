@@ -447,6 +447,7 @@ impl Disk for VhdxDisk {
                 physical_sector_size: self.meta.physical_sector,
                 sequence_number: self.meta.sequence_number,
             }),
+            partitions: None,
             warnings: self.warnings.clone(),
         })
     }

@@ -503,6 +503,7 @@ impl Disk for VmdkDisk {
             parent_cid: header.get("parentcid").cloned(),
             create_type: header.get("createtype").cloned(),
             adapter_type: get("ddb.adaptertype"),
+            adapter_hyperv: get("ddb.adaptertype").map(|a| crate::target::adapter_note(&a)),
             hardware_version: get("ddb.virtualhwversion"),
             geometry,
             uuid: get("ddb.uuid"),
@@ -544,8 +545,13 @@ impl Disk for VmdkDisk {
             vmdk: Some(details),
             vhd: None,
             vhdx: None,
+            partitions: None,
             warnings: self.warnings.clone(),
         })
+    }
+
+    fn adapter_type(&self) -> Option<String> {
+        self.descriptor.ddb.get("ddb.adaptertype").cloned()
     }
 
     fn warnings(&self) -> &[String] {

@@ -1,0 +1,200 @@
+//! Destination platforms: what Azure and Hyper-V generation 1 and 2 machines require of
+//! an image (format, type, size), and what they expect of the disk's partition table.
+
+use serde::Serialize;
+
+use crate::convert::{DiskType, OutputFormat};
+use crate::error::{Error, Result};
+use crate::partition::{PartitionTable, Scheme};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+const TIB: u64 = 1 << 40;
+
+/// Azure's bounds on a page-blob VHD's virtual size: 20 MiB up to a 32767 GiB data disk.
+pub const AZURE_MIN_SIZE: u64 = 20 * MIB;
+pub const AZURE_MAX_SIZE: u64 = 32767 * GIB;
+/// Generation 1 OS disks (MBR) up to 2 TiB.
+pub const MBR_LIMIT: u64 = 2 * TIB;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    Azure,
+    HypervGen1,
+    HypervGen2,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Azure => "azure",
+            Target::HypervGen1 => "hyperv-gen1",
+            Target::HypervGen2 => "hyperv-gen2",
+        }
+    }
+}
+
+/// Output format and type for a target, from what the user asked (None = not asked).
+pub fn resolve(
+    target: Option<Target>,
+    format: Option<OutputFormat>,
+    disk_type: Option<DiskType>,
+) -> Result<(Option<OutputFormat>, DiskType)> {
+    match target {
+        Some(Target::Azure) => {
+            if format == Some(OutputFormat::Vhdx) {
+                return Err(Error::Usage(
+                    "--target azure: Azure takes only fixed VHD; name DST .vhd or pass -O vhd"
+                        .into(),
+                ));
+            }
+            if disk_type == Some(DiskType::Dynamic) {
+                return Err(Error::Usage(
+                    "--target azure: Azure takes only fixed VHD; drop --type dynamic".into(),
+                ));
+            }
+            Ok((Some(OutputFormat::Vhd), DiskType::Fixed))
+        }
+        Some(Target::HypervGen2) => {
+            if format == Some(OutputFormat::Vhd) {
+                return Err(Error::Usage("--target hyperv-gen2: generation 2 machines boot only from VHDX; name DST .vhdx or pass -O vhdx".into()));
+            }
+            Ok((
+                Some(OutputFormat::Vhdx),
+                disk_type.unwrap_or(DiskType::Dynamic),
+            ))
+        }
+        Some(Target::HypervGen1) | None => Ok((format, disk_type.unwrap_or(DiskType::Dynamic))),
+    }
+}
+
+/// The output's virtual size for a target: Azure wants whole MiB, within its bounds.
+pub fn output_size(target: Option<Target>, size: u64) -> Result<u64> {
+    if target != Some(Target::Azure) {
+        return Ok(size);
+    }
+    let rounded = size.div_ceil(MIB) * MIB;
+    if rounded < AZURE_MIN_SIZE {
+        return Err(Error::OutputLimit(format!(
+            "--target azure: the disk is {size} bytes; Azure takes disks of at least 20 MiB"
+        )));
+    }
+    if rounded > AZURE_MAX_SIZE {
+        return Err(Error::OutputLimit(format!(
+            "--target azure: the disk is {size} bytes; Azure takes disks of at most 32767 GiB"
+        )));
+    }
+    Ok(rounded)
+}
+
+/// What a VMware adapter type means for a Hyper-V machine.
+pub fn adapter_note(adapter: &str) -> String {
+    match adapter.to_ascii_lowercase().as_str() {
+        "ide" => {
+            "IDE: a Hyper-V generation 1 machine can boot from it on its IDE controller".into()
+        }
+        a @ ("lsilogic" | "buslogic" | "lsisas1068" | "pvscsi") => format!(
+            "{a} is a SCSI controller: Hyper-V generation 1 boots only from IDE, so attach the disk to IDE there; generation 2 boots from SCSI"
+        ),
+        other => format!("{other}: unknown adapter type"),
+    }
+}
+
+/// Warnings about booting this disk on the target's machines.
+pub fn fit_warnings(
+    target: Target,
+    table: &PartitionTable,
+    size: u64,
+    adapter: Option<&str>,
+) -> Vec<String> {
+    let mut w = Vec::new();
+    let gen1 = matches!(target, Target::HypervGen1 | Target::Azure);
+    match table.scheme {
+        Scheme::Gpt if target == Target::HypervGen1 => w.push(
+            "the disk has a GPT: Hyper-V generation 1 boots only MBR disks; use --target hyperv-gen2".into(),
+        ),
+        Scheme::Gpt if target == Target::Azure => w.push(
+            "the disk has a GPT: as an OS disk it needs an Azure generation 2 VM".into(),
+        ),
+        Scheme::Mbr if target == Target::HypervGen2 => w.push(
+            "the disk has an MBR: Hyper-V generation 2 boots with UEFI from GPT disks; convert the partition table in the guest (e.g. mbr2gpt) or use generation 1".into(),
+        ),
+        Scheme::None => w.push("no partition table found: the disk will not boot (fine for a data disk)".into()),
+        _ => {}
+    }
+    if table.scheme == Scheme::Mbr && size > MBR_LIMIT {
+        w.push(format!(
+            "the disk is {size} bytes with an MBR, which addresses only the first 2 TiB"
+        ));
+    }
+    if table.scheme != Scheme::None && !table.bootable {
+        w.push("no bootable partition found (no active MBR partition with boot code, or no EFI system partition)".into());
+    }
+    for p in &table.problems {
+        w.push(format!("partition table: {p}"));
+    }
+    if gen1
+        && let Some(a) = adapter
+        && !a.eq_ignore_ascii_case("ide")
+    {
+        w.push(format!("VMware adapter {}", adapter_note(a)));
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_rounds_up_to_whole_mib_within_bounds() {
+        let t = Some(Target::Azure);
+        assert_eq!(output_size(t, 100 * MIB + 12800).unwrap(), 101 * MIB);
+        assert_eq!(output_size(t, 30 * MIB).unwrap(), 30 * MIB);
+        assert!(output_size(t, 19 * MIB).is_err());
+        assert!(output_size(t, 32768 * GIB).is_err());
+        assert_eq!(output_size(None, 12345 * 512).unwrap(), 12345 * 512);
+    }
+
+    #[test]
+    fn mbr_beyond_2_tib_is_warned() {
+        let table = PartitionTable {
+            scheme: Scheme::Mbr,
+            partitions: Vec::new(),
+            bootable: true,
+            gpt: None,
+            problems: Vec::new(),
+        };
+        let w = fit_warnings(Target::HypervGen1, &table, 3 * TIB, Some("ide"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("only the first 2 TiB"));
+        assert!(fit_warnings(Target::HypervGen1, &table, 2 * TIB, Some("ide")).is_empty());
+        let w = fit_warnings(Target::Azure, &table, GIB, Some("pvscsi"));
+        assert!(w[0].contains("SCSI"), "{w:?}");
+    }
+
+    #[test]
+    fn targets_choose_or_refuse_formats() {
+        assert_eq!(
+            resolve(Some(Target::Azure), None, None).unwrap(),
+            (Some(OutputFormat::Vhd), DiskType::Fixed)
+        );
+        assert!(resolve(Some(Target::Azure), Some(OutputFormat::Vhdx), None).is_err());
+        assert!(resolve(Some(Target::Azure), None, Some(DiskType::Dynamic)).is_err());
+        assert!(resolve(Some(Target::HypervGen2), Some(OutputFormat::Vhd), None).is_err());
+        assert_eq!(
+            resolve(Some(Target::HypervGen2), None, None).unwrap().0,
+            Some(OutputFormat::Vhdx)
+        );
+        assert_eq!(
+            resolve(
+                Some(Target::HypervGen1),
+                Some(OutputFormat::Vhd),
+                Some(DiskType::Fixed)
+            )
+            .unwrap(),
+            (Some(OutputFormat::Vhd), DiskType::Fixed)
+        );
+    }
+}
