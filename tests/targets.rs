@@ -111,11 +111,20 @@ fn azure_refuses_what_it_cannot_take() {
     assert!(listing(dir.path()).is_empty());
 }
 
+/// sfdisk lives in /usr/sbin, which a non-login PATH may lack.
+fn sfdisk() -> String {
+    ["/usr/sbin/sfdisk", "/sbin/sfdisk"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("sfdisk")
+        .to_string()
+}
+
 /// A 30 MiB raw disk partitioned by sfdisk with `script`.
 fn partitioned(dir: &Path, name: &str, script: &str) -> PathBuf {
     let raw = dir.join(format!("{name}.raw"));
     fs::File::create(&raw).unwrap().set_len(30 * MIB).unwrap();
-    let mut child = std::process::Command::new("sfdisk")
+    let mut child = std::process::Command::new(sfdisk())
         .args(["-q", raw.to_str().unwrap()])
         .stdin(std::process::Stdio::piped())
         .spawn()
@@ -133,7 +142,7 @@ fn partitioned(dir: &Path, name: &str, script: &str) -> PathBuf {
 
 #[test]
 fn partition_tables_and_target_warnings() {
-    if !have("qemu-img", "qemu-utils") || !have("sfdisk", "the Debian package fdisk") {
+    if !have("qemu-img", "qemu-utils") || !have(&sfdisk(), "the Debian package fdisk") {
         return;
     }
     let dir = tempdir();
