@@ -9,23 +9,6 @@ use std::path::Path;
 
 use common::*;
 
-/// Runs a conversion expected to fail with `code`; checks the message and the folder.
-fn expect_failure(src: &Path, out_dir: &Path, code: i32, needles: &[&str]) -> String {
-    let before = listing(out_dir);
-    let dst = out_dir.join("out.vhd");
-    let o = vdconv(&[&"convert", &src, &dst]);
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("vdconv: error: "), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "{err:?} should mention {n:?}");
-    }
-    assert!(!dst.exists(), "no DST left behind");
-    assert_eq!(listing(out_dir), before, "no temporary file left behind");
-    err
-}
-
 fn qemu_vmdk(dir: &Path, name: &str, subformat: &str, size: u64) -> std::path::PathBuf {
     let raw = dir.join(format!("{name}.raw"));
     patterned_raw(&raw, size, 3);

@@ -15,13 +15,77 @@ const MAX_BLOCK_SIZE: u64 = 256 << 20;
 
 enum Layout {
     Fixed,
-    Dynamic {
-        block_size: u64,
-        bat: Vec<u32>,
-        bitmap_len: u64,
-        /// The most recently read sector bitmap and its block.
-        bitmap: Option<(u64, Vec<u8>)>,
-    },
+    Dynamic(Dynamic),
+}
+
+/// A dynamic disk's block table and where its blocks may lie.
+struct Dynamic {
+    block_size: u64,
+    bat: Vec<u32>,
+    /// File offset of the BAT, for messages.
+    table: u64,
+    /// Blocks start at or after this: the end of the header and BAT.
+    data_start: u64,
+    bitmap_len: u64,
+    /// The most recently read sector bitmap and its block.
+    bitmap: Option<(u64, Vec<u8>)>,
+}
+
+impl Dynamic {
+    /// File offset of block `index`'s bitmap, or None when unallocated. The block must lie
+    /// after the metadata and inside the file (the last one may be partial).
+    fn block(&self, file: &InputFile, disk_size: u64, index: u64) -> Result<Option<u64>> {
+        let entry = self.bat[index as usize];
+        if entry == UNALLOCATED {
+            return Ok(None);
+        }
+        let at = u64::from(entry) * 512;
+        let used = (disk_size - index * self.block_size).min(self.block_size);
+        let end = at + self.bitmap_len + used;
+        if at < self.data_start || end > file.len() {
+            return Err(Error::corrupt(
+                file.path(),
+                "VHD BAT entry",
+                self.table + index * 4,
+                format!(
+                    "block {index} at {at}..{end} lies on the header or BAT, or past the end of the file ({} bytes)",
+                    file.len()
+                ),
+            ));
+        }
+        Ok(Some(at))
+    }
+
+    /// Reads `buf` from inside one block, honouring the sector bitmap.
+    fn read_in_block(
+        &mut self,
+        file: &InputFile,
+        disk_size: u64,
+        index: u64,
+        within: u64,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let Some(at) = self.block(file, disk_size, index)? else {
+            buf.fill(0);
+            return Ok(());
+        };
+        if self.bitmap.as_ref().is_none_or(|(i, _)| *i != index) {
+            let mut bytes = vec![0u8; self.bitmap_len as usize];
+            file.read_exact_at(&mut bytes, at, "VHD sector bitmap")?;
+            self.bitmap = Some((index, bytes));
+        }
+        let map = &self.bitmap.as_ref().expect("just read").1;
+        file.read_exact_at(buf, at + self.bitmap_len + within, "VHD block")?;
+        // Sectors whose bit is clear are not in use and read as zeros.
+        let first = (within / 512) as usize;
+        for (i, sector) in buf.chunks_mut(512).enumerate() {
+            let s = first + i;
+            if map[s / 8] & (0x80 >> (s % 8)) == 0 {
+                sector.fill(0);
+            }
+        }
+        Ok(())
+    }
 }
 
 pub struct VhdDisk {
@@ -203,12 +267,14 @@ fn open_dynamic(file: &InputFile, footer: &Footer, size: u64) -> Result<Layout> 
         .chunks_exact(4)
         .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
         .collect();
-    Ok(Layout::Dynamic {
+    Ok(Layout::Dynamic(Dynamic {
         block_size,
         bat,
+        table,
+        data_start: (at + 1024).max(table + len),
         bitmap_len: bitmap_bytes(block_size),
         bitmap: None,
-    })
+    }))
 }
 
 /// The parent's name from a differencing disk's header (UTF-16BE), for messages.
@@ -223,96 +289,27 @@ fn read_parent_name(file: &InputFile, footer: &Footer) -> Option<String> {
     Some(String::from_utf16_lossy(&units))
 }
 
-impl VhdDisk {
-    /// File offset of block `index`'s data, or None when unallocated.
-    fn block(&self, index: u64) -> Result<Option<u64>> {
-        let Layout::Dynamic {
-            block_size,
-            bat,
-            bitmap_len,
-            ..
-        } = &self.layout
-        else {
-            return Ok(Some(index));
-        };
-        let entry = bat[index as usize];
-        if entry == UNALLOCATED {
-            return Ok(None);
-        }
-        let at = u64::from(entry) * 512;
-        let end = at + bitmap_len + block_size;
-        // The last block may end at the footer; it must not run past the file.
-        let used = (self.size - index * block_size).min(*block_size);
-        if at + bitmap_len + used > self.file.len() {
-            return Err(Error::corrupt(
-                self.file.path(),
-                "VHD BAT entry",
-                index * 4,
-                format!(
-                    "block {index} at {at}..{end} extends past the end of the file ({} bytes)",
-                    self.file.len()
-                ),
-            ));
-        }
-        Ok(Some(at))
-    }
-
-    /// Reads `buf` from inside one dynamic block, honouring the sector bitmap.
-    fn read_in_block(&mut self, index: u64, within: u64, buf: &mut [u8]) -> Result<()> {
-        let Some(at) = self.block(index)? else {
-            buf.fill(0);
-            return Ok(());
-        };
-        let Layout::Dynamic {
-            bitmap_len, bitmap, ..
-        } = &mut self.layout
-        else {
-            unreachable!()
-        };
-        let bitmap_len = *bitmap_len;
-        if bitmap.as_ref().is_none_or(|(i, _)| *i != index) {
-            let mut bytes = vec![0u8; bitmap_len as usize];
-            self.file
-                .read_exact_at(&mut bytes, at, "VHD sector bitmap")?;
-            *bitmap = Some((index, bytes));
-        }
-        let map = &bitmap.as_ref().unwrap().1;
-        self.file
-            .read_exact_at(buf, at + bitmap_len + within, "VHD block")?;
-        // Sectors whose bit is clear are not in use and read as zeros.
-        let first = within / 512;
-        for (i, sector) in buf.chunks_mut(512).enumerate() {
-            let s = first as usize + i;
-            if map[s / 8] & (0x80 >> (s % 8)) == 0 {
-                sector.fill(0);
-            }
-        }
-        Ok(())
-    }
-}
-
 impl Disk for VhdDisk {
     fn virtual_size(&self) -> u64 {
         self.size
     }
 
     fn map(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
-        let block_size = match &self.layout {
+        let d = match &self.layout {
             Layout::Fixed => {
                 push_run(out, offset, len, RunKind::Data);
                 return Ok(());
             }
-            Layout::Dynamic { block_size, .. } => *block_size,
+            Layout::Dynamic(d) => d,
         };
         let end = offset + len;
         let mut pos = offset;
         while pos < end {
-            let index = pos / block_size;
-            let n = ((index + 1) * block_size).min(end) - pos;
-            let kind = if self.block(index)?.is_some() {
-                RunKind::Data
-            } else {
-                RunKind::Zero
+            let index = pos / d.block_size;
+            let n = ((index + 1) * d.block_size).min(end) - pos;
+            let kind = match d.block(&self.file, self.size, index)? {
+                Some(_) => RunKind::Data,
+                None => RunKind::Zero,
             };
             push_run(out, pos, n, kind);
             pos += n;
@@ -321,17 +318,23 @@ impl Disk for VhdDisk {
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let block_size = match &self.layout {
+        let d = match &mut self.layout {
             Layout::Fixed => return self.file.read_exact_at(buf, offset, "VHD data"),
-            Layout::Dynamic { block_size, .. } => *block_size,
+            Layout::Dynamic(d) => d,
         };
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;
-            let index = pos / block_size;
-            let within = pos % block_size;
-            let n = ((block_size - within) as usize).min(buf.len() - done);
-            self.read_in_block(index, within, &mut buf[done..done + n])?;
+            let index = pos / d.block_size;
+            let within = pos % d.block_size;
+            let n = ((d.block_size - within) as usize).min(buf.len() - done);
+            d.read_in_block(
+                &self.file,
+                self.size,
+                index,
+                within,
+                &mut buf[done..done + n],
+            )?;
             done += n;
         }
         Ok(())
@@ -343,7 +346,7 @@ impl Disk for VhdDisk {
         let chs = f.chs();
         let (layout, block_size) = match &self.layout {
             Layout::Fixed => ("fixed", None),
-            Layout::Dynamic { block_size, .. } => ("dynamic", Some(*block_size)),
+            Layout::Dynamic(d) => ("dynamic", Some(d.block_size)),
         };
         let version = f.creator_version.get();
         Ok(ImageInfo {

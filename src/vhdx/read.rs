@@ -18,6 +18,8 @@ const BAT_WINDOW: u64 = 4096;
 #[derive(Debug, Clone)]
 pub struct VhdxMeta {
     pub header_offset: u64,
+    pub log_offset: u64,
+    pub log_length: u64,
     pub sequence_number: u64,
     pub bat_offset: u64,
     pub bat_length: u64,
@@ -264,6 +266,8 @@ pub fn read_meta(file: &InputFile) -> Result<VhdxMeta> {
     }
     Ok(VhdxMeta {
         header_offset,
+        log_offset: header.log_offset.get(),
+        log_length: u64::from(header.log_length.get()),
         sequence_number: header.sequence_number.get(),
         bat_offset,
         bat_length,
@@ -276,6 +280,17 @@ pub fn read_meta(file: &InputFile) -> Result<VhdxMeta> {
         logical_sector: logical,
         physical_sector: physical,
     })
+}
+
+impl VhdxMeta {
+    /// (offset, length) of the log, BAT and metadata: no payload block may touch them.
+    pub fn reserved_ranges(&self) -> [(u64, u64); 3] {
+        [
+            (self.log_offset, self.log_length),
+            (self.bat_offset, self.bat_length),
+            (self.metadata_offset, self.metadata_length),
+        ]
+    }
 }
 
 impl VhdxDisk {
@@ -345,14 +360,20 @@ impl VhdxDisk {
             bat::FULLY_PRESENT => {
                 let used = (self.meta.virtual_size - block * self.meta.block_size)
                     .min(self.meta.block_size);
-                if offset < 3 * MIB || offset.checked_add(used).is_none_or(|e| e > self.file.len())
+                let end = offset.checked_add(used);
+                let collides = |(start, len): (u64, u64)| {
+                    end.is_some_and(|e| offset < start + len && start < e)
+                };
+                if offset < MIB
+                    || end.is_none_or(|e| e > self.file.len())
+                    || self.meta.reserved_ranges().into_iter().any(collides)
                 {
                     return Err(Error::corrupt(
                         self.file.path(),
                         "VHDX BAT entry",
                         at,
                         format!(
-                            "block {block} at file offset {offset} lies outside the data area of the file ({} bytes)",
+                            "block {block} at file offset {offset} lies outside the file ({} bytes) or on its headers, log, BAT or metadata",
                             self.file.len()
                         ),
                     ));

@@ -52,7 +52,7 @@ impl VmdkDisk {
     /// Opens a VMDK of either kind `detect` found.
     pub fn open(file: InputFile, format: Format, options: OpenOptions) -> Result<Self> {
         if format == Format::VmdkSparse {
-            return Self::open_sparse(file);
+            return Self::open_sparse(file)?.check_total();
         }
         if file.len() > MAX_TEXT_DESCRIPTOR {
             return Err(Error::corrupt(
@@ -67,7 +67,7 @@ impl VmdkDisk {
         }
         let mut text = vec![0u8; file.len() as usize];
         file.read_exact_at(&mut text, 0, "descriptor")?;
-        Self::open_descriptor(file.path(), &text, options)
+        Self::open_descriptor(file.path(), &text, options)?.check_total()
     }
 
     /// The sparse extents, for structural checks.
@@ -80,7 +80,7 @@ impl VmdkDisk {
 
     /// Opens a sparse file carrying its own descriptor (monolithicSparse, streamOptimized),
     /// or a bare sparse extent without one.
-    pub fn open_sparse(file: InputFile) -> Result<Self> {
+    fn open_sparse(file: InputFile) -> Result<Self> {
         let mut bytes = [0u8; 512];
         file.read_exact_at(&mut bytes, 0, "sparse header")?;
         let header = SparseHeader::parse(&bytes, file.path(), 0)?;
@@ -165,7 +165,7 @@ impl VmdkDisk {
     }
 
     /// Opens a text descriptor and every extent it names.
-    pub fn open_descriptor(path: &Path, text: &[u8], options: OpenOptions) -> Result<Self> {
+    fn open_descriptor(path: &Path, text: &[u8], options: OpenOptions) -> Result<Self> {
         let descriptor = parse_descriptor(path, text)?;
         refuse_unsupported_kinds(path, &descriptor)?;
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -258,6 +258,22 @@ impl VmdkDisk {
         Ok(disk)
     }
 
+    /// Refuses a disk larger than any VMware product makes (62 TiB), with margin: a
+    /// crafted descriptor could otherwise declare exabytes of ZERO extents.
+    fn check_total(self) -> Result<Self> {
+        const MAX_VIRTUAL_SIZE: u64 = 256 << 40;
+        if self.size > MAX_VIRTUAL_SIZE {
+            return Err(Error::unsupported(
+                &self.path,
+                format!(
+                    "the extents add up to {} bytes, more than the 256 TiB vdconv accepts",
+                    self.size
+                ),
+            ));
+        }
+        Ok(self)
+    }
+
     fn assemble(
         path: PathBuf,
         descriptor: Descriptor,
@@ -271,14 +287,14 @@ impl VmdkDisk {
             if let ExtentData::Sparse(s) = &data {
                 warnings.extend(s.warnings.iter().cloned());
             }
-            let len = line.sectors * SECTOR;
+            let len = line.sectors.saturating_mul(SECTOR);
             extents.push(Extent {
                 start,
                 len,
                 line,
                 data,
             });
-            start += len;
+            start = start.saturating_add(len);
         }
         VmdkDisk {
             path,

@@ -121,6 +121,43 @@ impl SparseExtent {
         &self.file
     }
 
+    /// Refuses a grain table whose grains share file space: a crafted table could
+    /// otherwise make one stored grain appear at many places of the disk. (`check`
+    /// also looks across tables.)
+    fn refuse_overlaps(&self, table: &[u32], table_offset: u64) -> Result<()> {
+        let zeroed = self.header.has_zeroed_gte();
+        let mut used: Vec<(u32, usize)> = table
+            .iter()
+            .enumerate()
+            // Entries inside the metadata are refused, with their own message, when read.
+            .filter(|&(_, &e)| {
+                e != 0 && !(e == 1 && zeroed) && u64::from(e) >= self.header.over_head
+            })
+            .map(|(i, &e)| (e, i))
+            .collect();
+        used.sort_unstable();
+        // Compressed records vary in length: only identical starts surely collide.
+        let span = if self.header.compressed() {
+            1
+        } else {
+            self.header.grain_size
+        };
+        for w in used.windows(2) {
+            if u64::from(w[1].0) < u64::from(w[0].0) + span {
+                return Err(Error::corrupt(
+                    self.file.path(),
+                    "grain table entry",
+                    table_offset + w[1].1 as u64 * 4,
+                    format!(
+                        "entries {} and {} place grains at overlapping sectors {} and {}",
+                        w[0].1, w[1].1, w[0].0, w[1].0
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Structural problems of the tables as (rule, file offset, message), at most `limit`:
     /// grain tables outside the file, entries inside the metadata or past the end of the
     /// file, grains used twice, and primary and redundant tables that disagree.
@@ -232,10 +269,11 @@ impl SparseExtent {
             let offset = u64::from(gt_sector) * SECTOR;
             let mut bytes = vec![0u8; per_gt as usize * 4];
             self.file.read_exact_at(&mut bytes, offset, "grain table")?;
-            let table = bytes
+            let table: Vec<u32> = bytes
                 .chunks_exact(4)
                 .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
                 .collect();
+            self.refuse_overlaps(&table, offset)?;
             self.gt = Some((gd_index, table));
         }
         let entry = self.gt.as_ref().unwrap().1[(index % per_gt) as usize];

@@ -235,3 +235,38 @@ pub fn listing(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Runs a conversion expected to fail with `code`; checks the message and the folder.
+pub fn expect_failure(src: &Path, out_dir: &Path, code: i32, needles: &[&str]) -> String {
+    let before = listing(out_dir);
+    let dst = out_dir.join("out.vhd");
+    let o = vdconv(&[&"convert", &src, &dst]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    // One error line; anything before it is a warning about what was tolerated.
+    let lines: Vec<&str> = err.trim_end().lines().collect();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("vdconv: error: "))
+            .count(),
+        1,
+        "one error line: {err}"
+    );
+    assert!(
+        lines.last().unwrap().starts_with("vdconv: error: "),
+        "{err}"
+    );
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l.starts_with("vdconv: warning: ")),
+        "{err}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{err:?} should mention {n:?}");
+    }
+    assert!(!dst.exists(), "no DST left behind");
+    assert_eq!(listing(out_dir), before, "no temporary file left behind");
+    err
+}
