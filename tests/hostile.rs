@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// A KDMV header with the given fields (all else as qemu writes it).
-fn kdmv(
+/// The fields of a crafted KDMV header (all else as qemu writes it).
+struct Kdmv {
     capacity: u64,
     grain: u64,
     desc_off: u64,
@@ -20,23 +20,42 @@ fn kdmv(
     gd: u64,
     overhead: u64,
     flags: u32,
-) -> Vec<u8> {
-    let mut h = vec![0u8; 512];
-    h[0..4].copy_from_slice(b"KDMV");
-    h[4..8].copy_from_slice(&1u32.to_le_bytes());
-    h[8..12].copy_from_slice(&flags.to_le_bytes());
-    h[12..20].copy_from_slice(&capacity.to_le_bytes());
-    h[20..28].copy_from_slice(&grain.to_le_bytes());
-    h[28..36].copy_from_slice(&desc_off.to_le_bytes());
-    h[36..44].copy_from_slice(&desc_size.to_le_bytes());
-    h[44..48].copy_from_slice(&gtes.to_le_bytes());
-    h[56..64].copy_from_slice(&gd.to_le_bytes());
-    h[64..72].copy_from_slice(&overhead.to_le_bytes());
-    h[73..77].copy_from_slice(b"\n \r\n");
-    if flags & 0x10000 != 0 {
-        h[77..79].copy_from_slice(&1u16.to_le_bytes());
+}
+
+impl Default for Kdmv {
+    fn default() -> Self {
+        Kdmv {
+            capacity: 1 << 20,
+            grain: 128,
+            desc_off: 0,
+            desc_size: 0,
+            gtes: 512,
+            gd: 1,
+            overhead: 2,
+            flags: 0,
+        }
     }
-    h
+}
+
+impl Kdmv {
+    fn bytes(&self) -> Vec<u8> {
+        let mut h = vec![0u8; 512];
+        h[0..4].copy_from_slice(b"KDMV");
+        h[4..8].copy_from_slice(&1u32.to_le_bytes());
+        h[8..12].copy_from_slice(&self.flags.to_le_bytes());
+        h[12..20].copy_from_slice(&self.capacity.to_le_bytes());
+        h[20..28].copy_from_slice(&self.grain.to_le_bytes());
+        h[28..36].copy_from_slice(&self.desc_off.to_le_bytes());
+        h[36..44].copy_from_slice(&self.desc_size.to_le_bytes());
+        h[44..48].copy_from_slice(&self.gtes.to_le_bytes());
+        h[56..64].copy_from_slice(&self.gd.to_le_bytes());
+        h[64..72].copy_from_slice(&self.overhead.to_le_bytes());
+        h[73..77].copy_from_slice(b"\n \r\n");
+        if self.flags & 0x10000 != 0 {
+            h[77..79].copy_from_slice(&1u16.to_le_bytes());
+        }
+        h
+    }
 }
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -65,7 +84,15 @@ fn crafted_oversize_fields() {
     let p = write_file(
         d,
         "capacity.vmdk",
-        &[kdmv(1 << 50, 128, 0, 0, 512, 1, 2, 0), vec![0; 512]].concat(),
+        &[
+            Kdmv {
+                capacity: 1 << 50,
+                ..Default::default()
+            }
+            .bytes(),
+            vec![0; 512],
+        ]
+        .concat(),
     );
     fails_fast(
         &p,
@@ -76,13 +103,29 @@ fn crafted_oversize_fields() {
             "do not fit",
         ],
     );
-    let p = write_file(d, "grain.vmdk", &kdmv(1 << 20, 1 << 30, 0, 0, 512, 1, 2, 0));
+    let p = write_file(
+        d,
+        "grain.vmdk",
+        &Kdmv {
+            grain: 1 << 30,
+            ..Default::default()
+        }
+        .bytes(),
+    );
     fails_fast(
         &p,
         out.path(),
         &["grain.vmdk", "sparse header at offset 0", "grain size"],
     );
-    let p = write_file(d, "gtes.vmdk", &kdmv(1 << 20, 128, 0, 0, u32::MAX, 1, 2, 0));
+    let p = write_file(
+        d,
+        "gtes.vmdk",
+        &Kdmv {
+            gtes: u32::MAX,
+            ..Default::default()
+        }
+        .bytes(),
+    );
     fails_fast(
         &p,
         out.path(),
@@ -91,11 +134,21 @@ fn crafted_oversize_fields() {
     let p = write_file(
         d,
         "desc.vmdk",
-        &kdmv(1 << 20, 128, 1, 1 << 40, 512, 1, 2, 0),
+        &Kdmv {
+            desc_off: 1,
+            desc_size: 1 << 40,
+            ..Default::default()
+        }
+        .bytes(),
     );
     fails_fast(&p, out.path(), &["desc.vmdk", "embedded descriptor size"]);
     // A compressed grain claiming 1 GiB of deflate data.
-    let mut stream = kdmv(128, 128, 0, 0, 512, 1, 2, 0x30000);
+    let mut stream = Kdmv {
+        capacity: 128,
+        flags: 0x30000,
+        ..Default::default()
+    }
+    .bytes();
     stream.extend_from_slice(&{
         let mut gd = vec![0u8; 512];
         gd[0..4].copy_from_slice(&2u32.to_le_bytes()); // GT at sector 2
