@@ -17,6 +17,10 @@ use crate::vhd;
 use crate::vhdx::{self, write::VhdxParams};
 use crate::writer::ImageWriter;
 
+/// Bytes of the virtual disk handled at a time: the memory the pipeline holds, whatever
+/// the output's block size.
+const CHUNK: u64 = 2 << 20;
+
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Asks a running conversion to stop; it removes its temporary file and returns
@@ -154,18 +158,16 @@ pub fn convert(
         )?),
         (OutputFormat::Vhdx, _) => Box::new(vhdx::write::VhdxWriter::new(out, vhdx_params)?),
     };
-    let unit = writer.unit();
-    let mut buf = vec![0u8; unit as usize];
+    let mut buf = vec![0u8; CHUNK as usize];
     // With --verify the output's contents are hashed in the same pass, zeros included.
     let mut hasher = options.verify.then(Sha256::new);
     let mut runs: Vec<Run> = Vec::new();
     let mut written = 0u64;
     let mut offset = 0u64;
-    let mut index = 0u64;
     while offset < size {
         check_interrupted()?;
-        let len = unit.min(size - offset);
-        // The part of this unit the source covers; the rest is padding.
+        let len = CHUNK.min(size - offset);
+        // The part of this chunk the source covers; the rest is padding.
         let from_source = source_size.saturating_sub(offset).min(len);
         let data = &mut buf[..len as usize];
         runs.clear();
@@ -173,21 +175,26 @@ pub fn convert(
             src.map(offset, from_source, &mut runs)?;
         }
         let has_data = runs.iter().any(|r| r.kind == RunKind::Data);
-        if has_data {
-            src.read_at(offset, &mut data[..from_source as usize])?;
+        if has_data || hasher.is_some() {
+            // Only ranges mapped as data are read; the rest are zeros.
+            for r in &runs {
+                let at = (r.offset - offset) as usize;
+                let piece = &mut data[at..at + r.len as usize];
+                match r.kind {
+                    RunKind::Data => src.read_at(r.offset, piece)?,
+                    RunKind::Zero => piece.fill(0),
+                }
+            }
             data[from_source as usize..].fill(0);
-        } else if hasher.is_some() {
-            data.fill(0);
         }
         if let Some(h) = hasher.as_mut() {
             h.update(&*data);
         }
         if has_data && !is_zero(data) {
-            writer.write_unit(index, data)?;
+            writer.write(offset, data)?;
             written += len;
         }
         offset += len;
-        index += 1;
         progress(offset);
     }
     check_interrupted()?;
@@ -213,7 +220,10 @@ pub fn convert(
         target: options.target,
         source_size,
         virtual_size: size,
-        block_size: unit,
+        block_size: options.block_size.unwrap_or(match options.format {
+            OutputFormat::Vhd => vhd::dynamic::DEFAULT_BLOCK_SIZE,
+            OutputFormat::Vhdx => vhdx::write::DEFAULT_BLOCK_SIZE,
+        }),
         file_size,
         data_bytes_written: written,
         sha256,

@@ -130,6 +130,45 @@ impl InputFile {
         &self.file
     }
 
+    /// Appends to `out`, shifted by `base`, the runs of `[offset, offset + len)` that the
+    /// file system stores (Data) and that are holes (Zero), as SEEK_DATA/SEEK_HOLE
+    /// report them; everything is Data where the file system cannot tell.
+    pub fn map_holes(&self, offset: u64, len: u64, base: u64, out: &mut Vec<Run>) {
+        use std::os::fd::AsRawFd;
+        let fd = self.file.as_raw_fd();
+        let end = offset + len;
+        let mut pos = offset;
+        while pos < end {
+            // SAFETY: lseek on a descriptor we own; no memory is passed. Positioned reads
+            // elsewhere do not depend on the file offset this moves.
+            let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+            if data < 0 {
+                let errno = std::io::Error::last_os_error().raw_os_error();
+                let kind = if errno == Some(libc::ENXIO) {
+                    RunKind::Zero
+                } else {
+                    RunKind::Data
+                };
+                push_run(out, base + pos - offset, end - pos, kind);
+                return;
+            }
+            let data = (data as u64).min(end);
+            push_run(out, base + pos - offset, data - pos, RunKind::Zero);
+            if data >= end {
+                return;
+            }
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
+            let hole = if hole < 0 {
+                end
+            } else {
+                (hole as u64).min(end)
+            };
+            push_run(out, base + data - offset, hole - data, RunKind::Data);
+            pos = hole;
+        }
+    }
+
     /// Reads exactly `buf.len()` bytes at `offset`, or fails naming `structure` when the
     /// range does not lie inside the file.
     pub fn read_exact_at(

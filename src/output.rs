@@ -75,6 +75,31 @@ impl Output {
         })
     }
 
+    /// Writes `buf` at `offset`, skipping 64 KiB pieces that are all zeros: they stay
+    /// holes, which read as zeros (and are filled at commit when holes are refused).
+    pub fn write_nonzero(&self, buf: &[u8], offset: u64) -> Result<()> {
+        const PIECE: usize = 64 * 1024;
+        let mut start: Option<usize> = None;
+        let mut pos = 0;
+        while pos < buf.len() {
+            let end = (pos + PIECE).min(buf.len());
+            let zero = crate::convert::is_zero(&buf[pos..end]);
+            match (zero, start) {
+                (false, None) => start = Some(pos),
+                (true, Some(s)) => {
+                    self.write_at(&buf[s..pos], offset + s as u64)?;
+                    start = None;
+                }
+                _ => {}
+            }
+            pos = end;
+        }
+        if let Some(s) = start {
+            self.write_at(&buf[s..], offset + s as u64)?;
+        }
+        Ok(())
+    }
+
     pub fn set_len(&self, len: u64) -> Result<()> {
         self.file
             .set_len(len)

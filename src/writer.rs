@@ -3,17 +3,31 @@
 use crate::error::Result;
 use crate::output::Output;
 
-/// A writer owns its file's layout: it receives the virtual disk in units, in increasing
-/// order, and writes its tables and trailers in `finish`.
+/// A writer owns its file's layout: it receives the virtual disk's non-zero pieces in
+/// increasing order and writes its tables and trailers in `finish`.
 pub trait ImageWriter {
-    /// Bytes per unit; every unit but the last is whole.
-    fn unit(&self) -> u64;
+    /// Stores `data` at virtual offset `offset`. Calls come in increasing, non-overlapping
+    /// order; ranges never written read as zeros.
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<()>;
 
-    /// Stores unit `index`, whose bytes are `data` (not all zero). Units never offered
-    /// read as zeros.
-    fn write_unit(&mut self, index: u64, data: &[u8]) -> Result<()>;
-
-    /// Writes what remains (tables, footers) after the last unit and hands back the
-    /// output, ready to commit.
+    /// Writes what remains (tables, footers) and hands back the output, ready to commit.
     fn finish(self: Box<Self>) -> Result<Output>;
+}
+
+/// Calls `f(block, offset within the block, piece)` for each block-sized piece of a write.
+pub fn for_each_block(
+    offset: u64,
+    data: &[u8],
+    block_size: u64,
+    mut f: impl FnMut(u64, u64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut done = 0usize;
+    while done < data.len() {
+        let pos = offset + done as u64;
+        let within = pos % block_size;
+        let n = ((block_size - within) as usize).min(data.len() - done);
+        f(pos / block_size, within, &data[done..done + n])?;
+        done += n;
+    }
+    Ok(())
 }

@@ -9,12 +9,10 @@ use crate::vhd::dynamic::{
     bitmap_bytes, block_position,
 };
 use crate::vhd::footer::{DISK_DYNAMIC, DISK_FIXED, Footer, NO_DATA_OFFSET};
-use crate::writer::ImageWriter;
+use crate::writer::{ImageWriter, for_each_block};
 
 /// The largest disk a VHD holds.
 pub const MAX_SIZE: u64 = 2040 << 30;
-/// Unit in which a fixed VHD's data is written.
-const FIXED_UNIT: u64 = 1 << 20;
 
 /// Checks that `size` can be a VHD's virtual size, up to `max` (MAX_SIZE by the
 /// specification; Azure takes more).
@@ -56,12 +54,8 @@ impl FixedVhdWriter {
 }
 
 impl ImageWriter for FixedVhdWriter {
-    fn unit(&self) -> u64 {
-        FIXED_UNIT
-    }
-
-    fn write_unit(&mut self, index: u64, data: &[u8]) -> Result<()> {
-        self.out.write_at(data, index * FIXED_UNIT)
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.out.write_nonzero(data, offset)
     }
 
     fn finish(self: Box<Self>) -> Result<Output> {
@@ -103,6 +97,27 @@ impl DynamicVhdWriter {
         })
     }
 
+    /// File offset of block `index`'s data, allocating the block (bitmap first, data on a
+    /// 4 KiB boundary) after the last one on its first write.
+    fn block_data_offset(&mut self, index: u64) -> Result<u64> {
+        let bitmap_len = self.bitmap.len() as u64;
+        let entry = self.bat[index as usize];
+        if entry != UNALLOCATED {
+            return Ok(u64::from(entry) * 512 + bitmap_len);
+        }
+        let at = block_position(self.free, self.block_size);
+        let bat_entry = u32::try_from(at / 512).map_err(|_| {
+            Error::OutputLimit(format!(
+                "block {index} would start past the 2 TiB reach of a VHD BAT entry"
+            ))
+        })?;
+        self.fill_bitmap(index);
+        self.out.write_at(&self.bitmap, at)?;
+        self.bat[index as usize] = bat_entry;
+        self.free = at + bitmap_len + self.block_size;
+        Ok(at + bitmap_len)
+    }
+
     /// The sector bitmap of block `index`: every sector inside the disk is present.
     fn fill_bitmap(&mut self, index: u64) {
         let start = index * self.block_size;
@@ -117,25 +132,11 @@ impl DynamicVhdWriter {
 }
 
 impl ImageWriter for DynamicVhdWriter {
-    fn unit(&self) -> u64 {
-        self.block_size
-    }
-
-    fn write_unit(&mut self, index: u64, data: &[u8]) -> Result<()> {
-        let at = block_position(self.free, self.block_size);
-        let sector = at / 512;
-        let bat_entry = u32::try_from(sector).map_err(|_| {
-            Error::OutputLimit(format!(
-                "block {index} would start past the 2 TiB reach of a VHD BAT entry"
-            ))
-        })?;
-        let bitmap_len = self.bitmap.len() as u64;
-        self.fill_bitmap(index);
-        self.out.write_at(&self.bitmap, at)?;
-        self.out.write_at(data, at + bitmap_len)?;
-        self.bat[index as usize] = bat_entry;
-        self.free = at + bitmap_len + self.block_size;
-        Ok(())
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        for_each_block(offset, data, self.block_size, |block, within, piece| {
+            let at = self.block_data_offset(block)?;
+            self.out.write_nonzero(piece, at + within)
+        })
     }
 
     fn finish(self: Box<Self>) -> Result<Output> {

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::output::Output;
 use crate::vhdx::bat::{self, BatLayout};
 use crate::vhdx::format::*;
-use crate::writer::ImageWriter;
+use crate::writer::{ImageWriter, for_each_block};
 
 pub const DEFAULT_BLOCK_SIZE: u64 = 32 * MIB;
 pub const DEFAULT_PHYSICAL_SECTOR: u32 = 4096;
@@ -194,22 +194,35 @@ impl VhdxWriter {
     }
 }
 
-impl ImageWriter for VhdxWriter {
-    fn unit(&self) -> u64 {
-        self.params.block_size
+impl VhdxWriter {
+    /// File offset of payload block `block`, allocating it at the end when dynamic.
+    fn block_offset(&mut self, block: u64) -> u64 {
+        if self.params.fixed {
+            return self.data_start + block * self.params.block_size;
+        }
+        let slot = self.layout.payload_index(block) as usize;
+        let (state, offset, _) = bat::decode(self.bat[slot]);
+        if state == bat::FULLY_PRESENT {
+            return offset;
+        }
+        let at = self.free;
+        self.free += self.params.block_size;
+        self.bat[slot] = bat::encode(bat::FULLY_PRESENT, at);
+        at
     }
+}
 
-    fn write_unit(&mut self, index: u64, data: &[u8]) -> Result<()> {
-        let slot = self.layout.payload_index(index) as usize;
-        let at = if self.params.fixed {
-            self.data_start + index * self.params.block_size
-        } else {
-            let at = self.free;
-            self.free += self.params.block_size;
-            self.bat[slot] = bat::encode(bat::FULLY_PRESENT, at);
-            at
-        };
-        self.out.write_at(data, at)
+impl ImageWriter for VhdxWriter {
+    fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        for_each_block(
+            offset,
+            data,
+            self.params.block_size,
+            |block, within, piece| {
+                let at = self.block_offset(block);
+                self.out.write_nonzero(piece, at + within)
+            },
+        )
     }
 
     fn finish(self: Box<Self>) -> Result<Output> {

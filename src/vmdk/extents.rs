@@ -470,7 +470,7 @@ impl Disk for VmdkDisk {
             let abs = extent.start + within;
             match &mut extent.data {
                 ExtentData::Zero => push_run(out, abs, n, RunKind::Zero),
-                ExtentData::Flat { .. } => push_run(out, abs, n, RunKind::Data),
+                ExtentData::Flat { file, base } => file.map_holes(*base + within, n, abs, out),
                 ExtentData::Sparse(s) => s.map(within, n, extent.start, out)?,
             }
             Ok(())

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""vdconv against qemu-img, side by side in one run (a benchmark, not a test).
+
+Builds a deterministic corpus, converts each source to fixed VHD, dynamic VHD and dynamic
+VHDX with both tools, alternating them, RUNS timed runs each after a warm-up, outputs on
+/dev/shm so disk writeback does not dominate, and prints for each case the median and best
+wall times, the ratios vdconv/qemu-img and both tools' peak RSS (/usr/bin/time -v).
+
+Usage: python3 bench/bench.py [--runs N] [--corpus DIR] [--only SUBSTRING] [--quick]
+  --quick  a 256 MiB corpus instead of 2 GiB (for trying changes; not for the record)
+Needs: qemu-img, /usr/bin/time, a release build (cargo build --release).
+"""
+
+import argparse
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VDCONV = os.path.join(ROOT, "target", "release", "vdconv")
+MIB = 1 << 20
+
+
+def sh(*args):
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+
+
+def make_raw(path, size):
+    """1 MiB pieces cycling (by a seeded shuffle) through incompressible data,
+    compressible text, written zeros and holes."""
+    rnd = random.Random(20261126)
+    text = b"".join(b"line %08d: the quick brown fox jumps over the lazy dog\n" % i for i in range(20000))
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for i in range(size // MIB):
+            kind = rnd.choice(("random", "text", "zeros", "hole"))
+            if kind == "hole":
+                continue
+            f.seek(i * MIB)
+            if kind == "random":
+                f.write(rnd.randbytes(MIB))
+            elif kind == "text":
+                start = rnd.randrange(0, len(text) - MIB)
+                f.write(text[start : start + MIB])
+            else:
+                f.write(bytes(MIB))
+
+
+def build_corpus(d, size):
+    os.makedirs(d, exist_ok=True)
+    raw = os.path.join(d, "disk.raw")
+    stamp = os.path.join(d, "stamp-%d" % size)
+    sources = {
+        "monolithicSparse": os.path.join(d, "sparse.vmdk"),
+        "streamOptimized": os.path.join(d, "stream.vmdk"),
+        "monolithicFlat": os.path.join(d, "flat.vmdk"),
+        "empty-2TiB-sparse": os.path.join(d, "empty.vmdk"),
+    }
+    if not os.path.exists(stamp):
+        print("building corpus in %s ..." % d, file=sys.stderr)
+        make_raw(raw, size)
+        for sub, key in (("monolithicSparse", "monolithicSparse"), ("streamOptimized", "streamOptimized"), ("monolithicFlat", "monolithicFlat")):
+            out = sources[key]
+            if os.path.exists(out):
+                os.remove(out)
+            sh("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=" + sub, raw, out)
+        if os.path.exists(sources["empty-2TiB-sparse"]):
+            os.remove(sources["empty-2TiB-sparse"])
+        sh("qemu-img", "create", "-f", "vmdk", sources["empty-2TiB-sparse"], "2T")
+        open(stamp, "w").close()
+    return sources
+
+
+CASES = [
+    # (source, output kind, vdconv args, qemu-img args, extension)
+    ("streamOptimized", "dynamic VHDX", ["-O", "vhdx"], ["-O", "vhdx"], "vhdx"),
+    ("streamOptimized", "fixed VHD", ["-O", "vhd", "--type", "fixed"], ["-O", "vpc", "-o", "subformat=fixed"], "vhd"),
+    ("monolithicSparse", "dynamic VHD", ["-O", "vhd"], ["-O", "vpc"], "vhd"),
+    ("monolithicSparse", "dynamic VHDX", ["-O", "vhdx"], ["-O", "vhdx"], "vhdx"),
+    ("monolithicFlat", "fixed VHD", ["-O", "vhd", "--type", "fixed"], ["-O", "vpc", "-o", "subformat=fixed"], "vhd"),
+    ("monolithicFlat", "dynamic VHDX", ["-O", "vhdx"], ["-O", "vhdx"], "vhdx"),
+    ("empty-2TiB-sparse", "dynamic VHDX", ["-O", "vhdx"], ["-O", "vhdx"], "vhdx"),
+]
+
+
+def timed(cmd, out):
+    """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS KiB)."""
+    if os.path.exists(out):
+        os.remove(out)
+    t = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-v"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.exit("failed: %s\n%s" % (" ".join(cmd), p.stderr))
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
+    os.remove(out)
+    return wall, rss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--corpus", default="/var/tmp/vdconv-bench")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    size = 256 * MIB if a.quick else 2048 * MIB
+    sources = build_corpus(a.corpus + ("-quick" if a.quick else ""), size)
+    out_dir = "/dev/shm/vdconv-bench"
+    os.makedirs(out_dir, exist_ok=True)
+    print("| source | output | vdconv median s | qemu-img median s | median ratio | best ratio | vdconv peak RSS MiB | qemu-img peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for src_key, kind, vargs, qargs, ext in CASES:
+        if a.only and a.only not in src_key + " " + kind:
+            continue
+        src = sources[src_key]
+        out = os.path.join(out_dir, "out." + ext)
+        vcmd = [VDCONV, "convert", "-q", "--force", "--progress", "never"] + vargs + [src, out]
+        qcmd = ["qemu-img", "convert", "-f", "vmdk"] + qargs + [src, out]
+        timed(vcmd, out)  # warm-up, both
+        timed(qcmd, out)
+        v, q = [], []
+        for _ in range(a.runs):
+            v.append(timed(vcmd, out))
+            q.append(timed(qcmd, out))
+        vm, qm = statistics.median(x[0] for x in v), statistics.median(x[0] for x in q)
+        vb, qb = min(x[0] for x in v), min(x[0] for x in q)
+        print(
+            "| %s | %s | %.3f | %.3f | %.2f | %.2f | %.1f | %.1f |"
+            % (src_key, kind, vm, qm, vm / qm, vb / qb, max(x[1] for x in v) / 1024, max(x[1] for x in q) / 1024),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
