@@ -19,7 +19,7 @@ use crate::writer::ImageWriter;
 
 /// Bytes of the virtual disk handled at a time: the memory the pipeline holds, whatever
 /// the output's block size.
-const CHUNK: u64 = 2 << 20;
+const CHUNK: u64 = 1 << 20;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -145,7 +145,7 @@ pub fn convert(
         OutputFormat::Vhdx => vhdx_params.validate()?,
     }
     let out = Output::create(dst, options.force, options.sparse == SparseMode::Never)?;
-    let mut writer: Box<dyn ImageWriter> = match (options.format, options.disk_type) {
+    let writer: Box<dyn ImageWriter> = match (options.format, options.disk_type) {
         (OutputFormat::Vhd, DiskType::Fixed) => {
             Box::new(vhd::write::FixedVhdWriter::new(out, size))
         }
@@ -158,46 +158,77 @@ pub fn convert(
         )?),
         (OutputFormat::Vhdx, _) => Box::new(vhdx::write::VhdxWriter::new(out, vhdx_params)?),
     };
-    let mut buf = vec![0u8; CHUNK as usize];
     // With --verify the output's contents are hashed in the same pass, zeros included.
     let mut hasher = options.verify.then(Sha256::new);
-    let mut runs: Vec<Run> = Vec::new();
-    let mut written = 0u64;
-    let mut offset = 0u64;
-    while offset < size {
-        check_interrupted()?;
-        let len = CHUNK.min(size - offset);
-        // The part of this chunk the source covers; the rest is padding.
-        let from_source = source_size.saturating_sub(offset).min(len);
-        let data = &mut buf[..len as usize];
-        runs.clear();
-        if from_source > 0 {
-            src.map(offset, from_source, &mut runs)?;
-        }
-        let has_data = runs.iter().any(|r| r.kind == RunKind::Data);
-        if has_data || hasher.is_some() {
-            // Only ranges mapped as data are read; the rest are zeros.
-            for r in &runs {
-                let at = (r.offset - offset) as usize;
-                let piece = &mut data[at..at + r.len as usize];
-                match r.kind {
-                    RunKind::Data => src.read_at(r.offset, piece)?,
-                    RunKind::Zero => piece.fill(0),
+    let offload = options.disk_type == DiskType::Fixed && hasher.is_none();
+    let offload_ok = writer.output().offload_flag();
+    let (written, writer) = pipeline(writer, |send| {
+        let mut buf = vec![0u8; CHUNK as usize];
+        let mut runs: Vec<Run> = Vec::new();
+        let mut offset = 0u64;
+        while offset < size {
+            check_interrupted()?;
+            let len = CHUNK.min(size - offset);
+            // The part of this chunk the source covers; the rest is padding.
+            let from_source = source_size.saturating_sub(offset).min(len);
+            let data = &mut buf[..len as usize];
+            runs.clear();
+            if from_source > 0 {
+                src.map(offset, from_source, &mut runs)?;
+            }
+            let has_data = runs.iter().any(|r| r.kind == RunKind::Data);
+            // Fixed outputs take flat data as it is: the kernel copies it.
+            if offload && has_data && offload_ok.load(Ordering::Relaxed) {
+                let copies: Option<Vec<Job>> = runs
+                    .iter()
+                    .filter(|r| r.kind == RunKind::Data)
+                    .map(|r| {
+                        src.file_range(r.offset, r.len)
+                            .map(|(file, file_offset)| Job::Copy {
+                                offset: r.offset,
+                                len: r.len,
+                                file,
+                                file_offset,
+                            })
+                    })
+                    .collect();
+                if let Some(copies) = copies {
+                    for job in copies {
+                        send(job)?;
+                    }
+                    offset += len;
+                    progress(offset);
+                    continue;
                 }
             }
-            data[from_source as usize..].fill(0);
+            if has_data || hasher.is_some() {
+                // Only ranges mapped as data are read; the rest are zeros.
+                for r in &runs {
+                    let at = (r.offset - offset) as usize;
+                    let piece = &mut data[at..at + r.len as usize];
+                    match r.kind {
+                        RunKind::Data => src.read_at(r.offset, piece)?,
+                        RunKind::Zero => piece.fill(0),
+                    }
+                }
+                data[from_source as usize..].fill(0);
+            }
+            if let Some(h) = hasher.as_mut() {
+                h.update(&*data);
+            }
+            if has_data && !is_zero(data) {
+                buf = send(Job::Write {
+                    offset,
+                    buf,
+                    len: len as usize,
+                })?
+                .expect("a buffer back");
+            }
+            offset += len;
+            progress(offset);
         }
-        if let Some(h) = hasher.as_mut() {
-            h.update(&*data);
-        }
-        if has_data && !is_zero(data) {
-            writer.write(offset, data)?;
-            written += len;
-        }
-        offset += len;
-        progress(offset);
-    }
-    check_interrupted()?;
+        check_interrupted()
+    })?;
     let out = writer.finish()?;
     let sha256 = match hasher {
         Some(h) => {
@@ -228,6 +259,87 @@ pub fn convert(
         data_bytes_written: written,
         sha256,
         seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Work for the writing thread.
+enum Job {
+    /// Write `buf[..len]` at virtual `offset`, then hand the buffer back.
+    Write {
+        offset: u64,
+        buf: Vec<u8>,
+        len: usize,
+    },
+    /// Copy `len` bytes at virtual `offset` from `file` at `file_offset`.
+    Copy {
+        offset: u64,
+        len: u64,
+        file: std::sync::Arc<std::fs::File>,
+        file_offset: u64,
+    },
+}
+
+/// Buffers in flight between the reading and the writing thread.
+const IN_FLIGHT: usize = 3;
+
+/// Runs `produce` on this thread and the writer on another, so that reading and
+/// inflating overlap with writing. `produce` hands each chunk to `send(offset, buffer,
+/// len)`, which returns an empty buffer to fill next. Returns the bytes written and the
+/// writer, ready to finish.
+fn pipeline(
+    mut writer: Box<dyn ImageWriter>,
+    produce: impl FnOnce(&mut dyn FnMut(Job) -> Result<Option<Vec<u8>>>) -> Result<()>,
+) -> Result<(u64, Box<dyn ImageWriter>)> {
+    use std::sync::mpsc::sync_channel;
+    let (full_tx, full_rx) = sync_channel::<Job>(IN_FLIGHT);
+    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
+    for _ in 0..IN_FLIGHT {
+        empty_tx
+            .send(vec![0u8; CHUNK as usize])
+            .expect("room for every buffer");
+    }
+    std::thread::scope(|scope| {
+        let consumer = scope.spawn(move || -> Result<(u64, Box<dyn ImageWriter>)> {
+            let mut written = 0u64;
+            for job in full_rx {
+                match job {
+                    Job::Write { offset, buf, len } => {
+                        writer.write(offset, &buf[..len])?;
+                        written += len as u64;
+                        // The producer may have stopped: a closed return channel is fine.
+                        let _ = empty_tx.send(buf);
+                    }
+                    Job::Copy {
+                        offset,
+                        len,
+                        file,
+                        file_offset,
+                    } => {
+                        writer.copy(offset, len, &file, file_offset)?;
+                        written += len;
+                    }
+                }
+            }
+            Ok((written, writer))
+        });
+        let produced = produce(&mut |job| {
+            // A failed send means the writer stopped with an error, reported below.
+            let wants_buffer = matches!(job, Job::Write { .. });
+            full_tx.send(job).map_err(|_| Error::Interrupted)?;
+            if wants_buffer {
+                empty_rx.recv().map(Some).map_err(|_| Error::Interrupted)
+            } else {
+                Ok(None)
+            }
+        });
+        drop(full_tx);
+        let consumed = consumer.join().expect("writer thread panicked");
+        // The writer's own error explains a producer that could not hand over.
+        match (produced, consumed) {
+            (_, Err(e)) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(()), Ok(done)) => Ok(done),
+        }
     })
 }
 

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -62,6 +63,12 @@ pub trait Disk: Send {
         None
     }
 
+    /// The file and offset holding `[offset, offset + len)` byte for byte, where one file
+    /// does (a flat extent, a fixed VHD): lets the data be copied without reading it.
+    fn file_range(&self, _offset: u64, _len: u64) -> Option<(Arc<File>, u64)> {
+        None
+    }
+
     /// Anomalies tolerated while opening, for the user to see.
     fn warnings(&self) -> &[String];
 
@@ -94,7 +101,8 @@ pub fn allocated_bytes(disk: &mut dyn Disk) -> Result<u64> {
 #[derive(Debug)]
 pub struct InputFile {
     path: PathBuf,
-    file: File,
+    /// Shared so that the writing thread can copy straight from it.
+    file: Arc<File>,
     len: u64,
 }
 
@@ -109,7 +117,7 @@ impl InputFile {
         }
         Ok(InputFile {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             len: meta.len(),
         })
     }
@@ -128,6 +136,10 @@ impl InputFile {
 
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    pub fn shared(&self) -> Arc<File> {
+        Arc::clone(&self.file)
     }
 
     /// Appends to `out`, shifted by `base`, the runs of `[offset, offset + len)` that the

@@ -5,6 +5,8 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{Error, Result};
 
@@ -14,6 +16,11 @@ pub struct Output {
     file: File,
     /// Write zeros into every hole before committing (files headed to NTFS).
     fill_holes: bool,
+    /// Whether copy_file_range still seems to work between the inputs and this file;
+    /// shared with the reading side, which stops offering copies once it fails.
+    copy_offload: Arc<AtomicBool>,
+    /// Buffer for copies the kernel cannot do.
+    copy_buffer: std::cell::RefCell<Vec<u8>>,
     committed: bool,
 }
 
@@ -48,12 +55,19 @@ impl Output {
             temp,
             file,
             fill_holes,
+            copy_offload: Arc::new(AtomicBool::new(true)),
+            copy_buffer: std::cell::RefCell::new(Vec::new()),
             committed: false,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.dst
+    }
+
+    /// Whether copies may still be offered as copy_file_range (see `copy_from`).
+    pub fn offload_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.copy_offload)
     }
 
     /// Where the file is being written until it is committed.
@@ -96,6 +110,73 @@ impl Output {
         }
         if let Some(s) = start {
             self.write_at(&buf[s..], offset + s as u64)?;
+        }
+        Ok(())
+    }
+
+    /// Copies `len` bytes from `src` at `src_offset` to `offset`, with copy_file_range
+    /// (the kernel copies, or the file system shares the blocks), falling back to
+    /// reading and writing where the file systems do not support it.
+    pub fn copy_from(&self, src: &File, src_offset: u64, offset: u64, len: u64) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let (mut from, mut to, mut left) =
+            (src_offset as libc::off64_t, offset as libc::off64_t, len);
+        if !self.copy_offload.load(Ordering::Relaxed) {
+            return self.copy_by_reading(src, src_offset, offset, len);
+        }
+        while left > 0 {
+            let chunk = left.min(1 << 30) as usize;
+            // SAFETY: both descriptors are open; the offsets are plain integers the call
+            // updates; no buffers are involved.
+            let n = unsafe {
+                libc::copy_file_range(
+                    src.as_raw_fd(),
+                    &mut from,
+                    self.file.as_raw_fd(),
+                    &mut to,
+                    chunk,
+                    0,
+                )
+            };
+            if n > 0 {
+                left -= n as u64;
+                continue;
+            }
+            let err = std::io::Error::last_os_error();
+            if n == 0
+                || matches!(
+                    err.raw_os_error(),
+                    Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL)
+                )
+            {
+                // Not between these file systems: stop asking. Reading instead also
+                // finds zeros, which a kernel copy would have written out.
+                self.copy_offload.store(false, Ordering::Relaxed);
+                return self.copy_by_reading(src, from as u64, to as u64, left);
+            }
+            return Err(Error::output_io(
+                &self.dst,
+                format!("{left} bytes at offset {to} (copy_file_range)"),
+                err,
+            ));
+        }
+        Ok(())
+    }
+
+    fn copy_by_reading(&self, src: &File, mut from: u64, mut to: u64, mut left: u64) -> Result<()> {
+        let mut buf = self.copy_buffer.borrow_mut();
+        buf.resize(1 << 20, 0);
+        while left > 0 {
+            let n = (left as usize).min(buf.len());
+            src.read_exact_at(&mut buf[..n], from).map_err(|e| {
+                Error::output_io(
+                    &self.dst,
+                    format!("(copying {n} bytes of input at offset {from})"),
+                    e,
+                )
+            })?;
+            self.write_nonzero(&buf[..n], to)?;
+            (from, to, left) = (from + n as u64, to + n as u64, left - n as u64);
         }
         Ok(())
     }

@@ -382,6 +382,10 @@ impl Disk for VhdDisk {
         })
     }
 
+    fn file_range(&self, offset: u64, _len: u64) -> Option<(std::sync::Arc<std::fs::File>, u64)> {
+        matches!(self.layout, Layout::Fixed).then(|| (self.file.shared(), offset))
+    }
+
     fn warnings(&self) -> &[String] {
         &self.warnings
     }

@@ -54,8 +54,13 @@ impl FixedVhdWriter {
 }
 
 impl ImageWriter for FixedVhdWriter {
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        self.out.write_nonzero(data, offset)
+    fn place(&mut self, offset: u64, len: u64, out: &mut Vec<(u64, u64)>) -> Result<()> {
+        out.push((offset, len));
+        Ok(())
+    }
+
+    fn output(&self) -> &Output {
+        &self.out
     }
 
     fn finish(self: Box<Self>) -> Result<Output> {
@@ -132,11 +137,15 @@ impl DynamicVhdWriter {
 }
 
 impl ImageWriter for DynamicVhdWriter {
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        for_each_block(offset, data, self.block_size, |block, within, piece| {
-            let at = self.block_data_offset(block)?;
-            self.out.write_nonzero(piece, at + within)
+    fn place(&mut self, offset: u64, len: u64, out: &mut Vec<(u64, u64)>) -> Result<()> {
+        for_each_block(offset, len, self.block_size, |block, within, n| {
+            out.push((self.block_data_offset(block)? + within, n));
+            Ok(())
         })
+    }
+
+    fn output(&self) -> &Output {
+        &self.out
     }
 
     fn finish(self: Box<Self>) -> Result<Output> {

@@ -213,16 +213,15 @@ impl VhdxWriter {
 }
 
 impl ImageWriter for VhdxWriter {
-    fn write(&mut self, offset: u64, data: &[u8]) -> Result<()> {
-        for_each_block(
-            offset,
-            data,
-            self.params.block_size,
-            |block, within, piece| {
-                let at = self.block_offset(block);
-                self.out.write_nonzero(piece, at + within)
-            },
-        )
+    fn place(&mut self, offset: u64, len: u64, out: &mut Vec<(u64, u64)>) -> Result<()> {
+        for_each_block(offset, len, self.params.block_size, |block, within, n| {
+            out.push((self.block_offset(block) + within, n));
+            Ok(())
+        })
+    }
+
+    fn output(&self) -> &Output {
+        &self.out
     }
 
     fn finish(self: Box<Self>) -> Result<Output> {

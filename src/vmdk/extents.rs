@@ -566,6 +566,16 @@ impl Disk for VmdkDisk {
         })
     }
 
+    fn file_range(&self, offset: u64, len: u64) -> Option<(std::sync::Arc<std::fs::File>, u64)> {
+        let e = &self.extents[self.extent_at(offset)];
+        match &e.data {
+            ExtentData::Flat { file, base } if offset + len <= e.start + e.len => {
+                Some((file.shared(), base + offset - e.start))
+            }
+            _ => None,
+        }
+    }
+
     fn adapter_type(&self) -> Option<String> {
         self.descriptor.ddb.get("ddb.adaptertype").cloned()
     }
