@@ -69,6 +69,10 @@ pub struct ConvertArgs {
     /// Zero ranges of a fixed image: holes (auto, always) or written out (never, for NTFS).
     #[arg(long, value_enum, default_value_t = SparseArg::Auto)]
     pub sparse: SparseArg,
+    /// Flat VMDK to fixed VHD without copying: append a footer to the flat file and
+    /// rename it to DST (the descriptor is left as it is).
+    #[arg(long)]
+    pub in_place: bool,
     /// Read the result back and check it against the source before putting it in place.
     #[arg(long)]
     pub verify: bool,

@@ -262,6 +262,87 @@ pub fn convert(
     })
 }
 
+/// Turns a flat VMDK's flat file into a fixed VHD at `dst` without copying: grows it
+/// when the target rounds the size up, appends the footer, flushes, and renames it. The
+/// descriptor is left as it was (it now names a missing file).
+pub fn convert_in_place(
+    src: &mut dyn Disk,
+    dst: &Path,
+    options: &ConvertOptions,
+) -> Result<ConvertReport> {
+    use std::os::unix::fs::FileExt;
+    let started = Instant::now();
+    let refuse = |why: String| Error::Usage(format!("--in-place: {why}"));
+    if options.format != OutputFormat::Vhd || options.disk_type != DiskType::Fixed {
+        return Err(refuse("only a fixed VHD is made in place (the flat file becomes its data); pass --type fixed and a .vhd name".into()));
+    }
+    if options.verify {
+        return Err(refuse("no data is copied, so there is nothing to verify; run vdconv compare on a copy instead".into()));
+    }
+    let flat = src.in_place_file().map_err(refuse)?;
+    let source_size = src.virtual_size();
+    let size = target::output_size(options.target, source_size)?;
+    let max = if options.target == Some(Target::Azure) {
+        target::AZURE_MAX_SIZE
+    } else {
+        vhd::write::MAX_SIZE
+    };
+    vhd::write::check_size(size, max)?;
+    if !options.force && std::fs::symlink_metadata(dst).is_ok() {
+        return Err(Error::OutputExists {
+            path: dst.to_path_buf(),
+        });
+    }
+    refuse_input_as_output(src, dst)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&flat)
+        .map_err(|e| Error::output_io(&flat, "(opening the flat file to append the footer)", e))?;
+    let undo = |e: Error| {
+        // Put the flat file back as it was, so the VMDK stays valid.
+        let _ = file.set_len(source_size);
+        e
+    };
+    check_interrupted()?;
+    file.set_len(size)
+        .map_err(|e| Error::output_io(&flat, "(growing to the rounded size)", e))?;
+    let footer = vhd::footer::Footer::new(
+        size,
+        vhd::footer::DISK_FIXED,
+        vhd::footer::NO_DATA_OFFSET,
+        *uuid::Uuid::new_v4().as_bytes(),
+    );
+    file.write_all_at(zerocopy::IntoBytes::as_bytes(&footer), size)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| undo(Error::output_io(&flat, "(appending the VHD footer)", e)))?;
+    if check_interrupted().is_err() {
+        return Err(undo(Error::Interrupted));
+    }
+    std::fs::rename(&flat, dst).map_err(|e| {
+        undo(Error::output_io(
+            dst,
+            format!(
+                "(renaming {} into place; in-place conversion needs both on one file system)",
+                flat.display()
+            ),
+            e,
+        ))
+    })?;
+    Ok(ConvertReport {
+        destination: dst.to_path_buf(),
+        format: OutputFormat::Vhd,
+        disk_type: DiskType::Fixed,
+        target: options.target,
+        source_size,
+        virtual_size: size,
+        block_size: 0,
+        file_size: size + 512,
+        data_bytes_written: 0,
+        sha256: None,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
 /// Work for the writing thread.
 enum Job {
     /// Write `buf[..len]` at virtual `offset`, then hand the buffer back.

@@ -69,6 +69,16 @@ pub trait Disk: Send {
         None
     }
 
+    /// The one file that holds this disk byte for byte from offset 0 to its end and
+    /// nothing else (a flat VMDK), which `--in-place` can turn into a fixed VHD by
+    /// appending a footer; otherwise why not.
+    fn in_place_file(&self) -> std::result::Result<PathBuf, String> {
+        Err(
+            "only a flat VMDK (a descriptor with one FLAT extent at offset 0) converts in place"
+                .into(),
+        )
+    }
+
     /// Anomalies tolerated while opening, for the user to see.
     fn warnings(&self) -> &[String];
 

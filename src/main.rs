@@ -103,10 +103,14 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
         Some(FormatArg::Vhdx) => Some(OutputFormat::Vhdx),
         None => OutputFormat::from_path(&args.dst),
     };
-    let asked_type = args.disk_type.map(|t| match t {
-        TypeArg::Fixed => DiskType::Fixed,
-        TypeArg::Dynamic => DiskType::Dynamic,
-    });
+    let asked_type = args
+        .disk_type
+        .map(|t| match t {
+            TypeArg::Fixed => DiskType::Fixed,
+            TypeArg::Dynamic => DiskType::Dynamic,
+        })
+        // In place makes a fixed VHD: that is what a flat file plus a footer is.
+        .or(args.in_place.then_some(DiskType::Fixed));
     let (format, disk_type) = target::resolve(target, asked_format, asked_type)?;
     let format = format.ok_or_else(|| {
         usage(format!(
@@ -154,9 +158,13 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
         warn_all(&notes);
     }
     let bar = progress_bar(args.progress, args.common.quiet, size);
-    let report = convert::convert(disk.as_mut(), &args.dst, &options, &mut |done| {
-        bar.set_position(done)
-    })?;
+    let report = if args.in_place {
+        convert::convert_in_place(disk.as_mut(), &args.dst, &options)?
+    } else {
+        convert::convert(disk.as_mut(), &args.dst, &options, &mut |done| {
+            bar.set_position(done)
+        })?
+    };
     bar.finish_and_clear();
     if args.common.json {
         let doc = json!({

@@ -576,6 +576,30 @@ impl Disk for VmdkDisk {
         }
     }
 
+    fn in_place_file(&self) -> std::result::Result<PathBuf, String> {
+        let [e] = self.extents.as_slice() else {
+            return Err(format!(
+                "the disk has {} extents; only a single flat extent converts in place",
+                self.extents.len()
+            ));
+        };
+        match &e.data {
+            ExtentData::Flat { base: 0, file } if file.len() == e.len => {
+                Ok(file.path().to_path_buf())
+            }
+            ExtentData::Flat { base: 0, file } => Err(format!(
+                "{} is {} bytes but its extent is {}: appending a footer would make the extra bytes part of the disk",
+                file.path().display(),
+                file.len(),
+                e.len
+            )),
+            ExtentData::Flat { base, .. } => Err(format!(
+                "the extent starts {base} bytes into its file, not at 0"
+            )),
+            _ => Err(format!("the extent is {:?}, not FLAT", e.line.kind)),
+        }
+    }
+
     fn adapter_type(&self) -> Option<String> {
         self.descriptor.ddb.get("ddb.adaptertype").cloned()
     }
