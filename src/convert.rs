@@ -161,6 +161,13 @@ pub fn convert(
     // With --verify the output's contents are hashed in the same pass, zeros included.
     let mut hasher = options.verify.then(Sha256::new);
     let offload = options.disk_type == DiskType::Fixed && hasher.is_none();
+    tracing::info!(
+        "converting {source_size} bytes to a {:?} {:?} of {size} bytes (copy offload {}, verify {})",
+        options.disk_type,
+        options.format,
+        if offload { "tried" } else { "off" },
+        options.verify
+    );
     let offload_ok = writer.output().offload_flag();
     let (written, writer) = pipeline(writer, |send| {
         let mut buf = vec![0u8; CHUNK as usize];

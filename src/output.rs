@@ -151,6 +151,9 @@ impl Output {
             {
                 // Not between these file systems: stop asking. Reading instead also
                 // finds zeros, which a kernel copy would have written out.
+                tracing::info!(
+                    "copy_file_range unavailable here ({err}); reading and writing instead"
+                );
                 self.copy_offload.store(false, Ordering::Relaxed);
                 return self.copy_by_reading(src, from as u64, to as u64, left);
             }

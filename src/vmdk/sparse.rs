@@ -60,6 +60,11 @@ impl SparseExtent {
                     "footer does not give the grain directory's position",
                 ));
             }
+            tracing::debug!(
+                "{}: stream footer at byte {footer_at}, grain directory at sector {}",
+                file.path().display(),
+                footer.gd_offset
+            );
             header.gd_offset = footer.gd_offset;
         }
         let capacity = header.capacity * SECTOR;
