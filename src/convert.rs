@@ -1,5 +1,6 @@
-//! The conversion pipeline: walk the source's allocation map in output units, read only
-//! units that hold data, skip the ones that are zero, and hand the rest to the writer.
+//! The conversion pipeline: walk the source's allocation map in 1 MiB chunks, read only
+//! the ranges that hold data, skip chunks that are zero, and hand the rest to a writer
+//! thread (or, for fixed outputs of flat data, let the kernel copy it).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -186,20 +187,7 @@ pub fn convert(
             let has_data = runs.iter().any(|r| r.kind == RunKind::Data);
             // Fixed outputs take flat data as it is: the kernel copies it.
             if offload && has_data && offload_ok.load(Ordering::Relaxed) {
-                let copies: Option<Vec<Job>> = runs
-                    .iter()
-                    .filter(|r| r.kind == RunKind::Data)
-                    .map(|r| {
-                        src.file_range(r.offset, r.len)
-                            .map(|(file, file_offset)| Job::Copy {
-                                offset: r.offset,
-                                len: r.len,
-                                file,
-                                file_offset,
-                            })
-                    })
-                    .collect();
-                if let Some(copies) = copies {
+                if let Some(copies) = copy_jobs(src, &runs) {
                     for job in copies {
                         send(job)?;
                     }
@@ -209,15 +197,7 @@ pub fn convert(
                 }
             }
             if has_data || hasher.is_some() {
-                // Only ranges mapped as data are read; the rest are zeros.
-                for r in &runs {
-                    let at = (r.offset - offset) as usize;
-                    let piece = &mut data[at..at + r.len as usize];
-                    match r.kind {
-                        RunKind::Data => src.read_at(r.offset, piece)?,
-                        RunKind::Zero => piece.fill(0),
-                    }
-                }
+                read_runs(src, &runs, offset, data)?;
                 data[from_source as usize..].fill(0);
             }
             if let Some(h) = hasher.as_mut() {
@@ -348,6 +328,36 @@ pub fn convert_in_place(
         sha256: None,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The chunk's data runs as kernel copies, when a single file holds each of them.
+fn copy_jobs(src: &dyn Disk, runs: &[Run]) -> Option<Vec<Job>> {
+    runs.iter()
+        .filter(|r| r.kind == RunKind::Data)
+        .map(|r| {
+            src.file_range(r.offset, r.len)
+                .map(|(file, file_offset)| Job::Copy {
+                    offset: r.offset,
+                    len: r.len,
+                    file,
+                    file_offset,
+                })
+        })
+        .collect()
+}
+
+/// Fills `data` (virtual bytes from `offset`) from `runs`: data ranges are read, the
+/// rest are zeros without reading.
+fn read_runs(src: &mut dyn Disk, runs: &[Run], offset: u64, data: &mut [u8]) -> Result<()> {
+    for r in runs {
+        let at = (r.offset - offset) as usize;
+        let piece = &mut data[at..at + r.len as usize];
+        match r.kind {
+            RunKind::Data => src.read_at(r.offset, piece)?,
+            RunKind::Zero => piece.fill(0),
+        }
+    }
+    Ok(())
 }
 
 /// Work for the writing thread.

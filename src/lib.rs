@@ -31,7 +31,13 @@ use disk::InputFile;
 /// Describes an image for `info`: its own details and the partition table inside it.
 pub fn describe(disk: &mut dyn Disk) -> Result<info::ImageInfo> {
     let mut info = disk.info()?;
-    info.partitions = Some(partition::inspect(disk)?);
+    // A damaged first sector should not hide everything else `info` can say.
+    match partition::inspect(disk) {
+        Ok(table) => info.partitions = Some(table),
+        Err(e) => info
+            .warnings
+            .push(format!("partition table unreadable: {e}")),
+    }
     Ok(info)
 }
 
