@@ -67,20 +67,7 @@ fn check_subformat(subformat: &str) {
     patterned_raw(&raw, ODD_SIZE, 7);
     let sha = file_sha256(&raw);
     let vmdk = dir.path().join(format!("{subformat}.vmdk"));
-    run_ok(
-        "qemu-img",
-        &[
-            &"convert",
-            &"-f",
-            &"raw",
-            &"-O",
-            &"vmdk",
-            &"-o",
-            &format!("subformat={subformat}"),
-            &raw,
-            &vmdk,
-        ],
-    );
+    qemu_vmdk(&raw, &vmdk, &format!("subformat={subformat}"));
     for kind in ["fixed", "dynamic"] {
         let out = convert_and_check(&vmdk, dir.path(), kind, &[], ODD_SIZE, &sha);
         qemu_compare(&vmdk, "vmdk", &out, "vpc");
@@ -122,10 +109,7 @@ fn dynamic_block_sizes_and_partial_last_block() {
     patterned_raw(&raw, ODD_SIZE, 11);
     let sha = file_sha256(&raw);
     let vmdk = dir.path().join("s.vmdk");
-    run_ok(
-        "qemu-img",
-        &[&"convert", &"-f", &"raw", &"-O", &"vmdk", &raw, &vmdk],
-    );
+    qemu_vmdk(&raw, &vmdk, "");
     for bs in ["512K", "4M"] {
         let out = convert_and_check(
             &vmdk,
@@ -175,20 +159,7 @@ fn empty_blocks_stay_unallocated() {
     f.write_all_at(b"data", 4 * MIB + 100).unwrap();
     let sha = file_sha256(&raw);
     let vmdk = dir.path().join("s.vmdk");
-    run_ok(
-        "qemu-img",
-        &[
-            &"convert",
-            &"-f",
-            &"raw",
-            &"-O",
-            &"vmdk",
-            &"-o",
-            &"subformat=monolithicFlat",
-            &raw,
-            &vmdk,
-        ],
-    );
+    qemu_vmdk(&raw, &vmdk, "subformat=monolithicFlat");
     let out = convert_and_check(&vmdk, dir.path(), "dynamic", &[], 8 * MIB, &sha);
     let bytes = fs::read(&out).unwrap();
     let bat: Vec<u32> = (0..4)

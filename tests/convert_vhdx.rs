@@ -103,20 +103,7 @@ fn check_subformat(subformat: &str) {
         patterned_raw(&raw, size, 9);
         let sha = file_sha256(&raw);
         let vmdk = dir.path().join(format!("{subformat}-{logical}.vmdk"));
-        run_ok(
-            "qemu-img",
-            &[
-                &"convert",
-                &"-f",
-                &"raw",
-                &"-O",
-                &"vmdk",
-                &"-o",
-                &format!("subformat={subformat}"),
-                &raw,
-                &vmdk,
-            ],
-        );
+        qemu_vmdk(&raw, &vmdk, &format!("subformat={subformat}"));
         for kind in ["fixed", "dynamic"] {
             for block in ["1M", "2M", "32M"] {
                 let out = to_vhdx(&vmdk, dir.path(), kind, block, logical, size, &sha);
@@ -192,20 +179,7 @@ fn round_trip_vmdk_vhdx_vhd_vhdx() {
     patterned_raw(&raw, ODD_SIZE, 21);
     let sha = file_sha256(&raw);
     let vmdk = dir.path().join("s.vmdk");
-    run_ok(
-        "qemu-img",
-        &[
-            &"convert",
-            &"-f",
-            &"raw",
-            &"-O",
-            &"vmdk",
-            &"-o",
-            &"subformat=streamOptimized",
-            &raw,
-            &vmdk,
-        ],
-    );
+    qemu_vmdk(&raw, &vmdk, "subformat=streamOptimized");
     let a = dir.path().join("a.vhdx");
     let b = dir.path().join("b.vhd");
     let c = dir.path().join("c.vhdx");

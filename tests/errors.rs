@@ -9,24 +9,11 @@ use std::path::Path;
 
 use common::*;
 
-fn qemu_vmdk(dir: &Path, name: &str, subformat: &str, size: u64) -> std::path::PathBuf {
+fn patterned_vmdk(dir: &Path, name: &str, subformat: &str, size: u64) -> std::path::PathBuf {
     let raw = dir.join(format!("{name}.raw"));
     patterned_raw(&raw, size, 3);
     let vmdk = dir.join(format!("{name}.vmdk"));
-    run_ok(
-        "qemu-img",
-        &[
-            &"convert",
-            &"-f",
-            &"raw",
-            &"-O",
-            &"vmdk",
-            &"-o",
-            &format!("subformat={subformat}"),
-            &raw,
-            &vmdk,
-        ],
-    );
+    qemu_vmdk(&raw, &vmdk, &format!("subformat={subformat}"));
     fs::remove_file(raw).unwrap();
     vmdk
 }
@@ -37,7 +24,7 @@ fn missing_extent_file() {
         return;
     }
     let dir = tempdir();
-    let vmdk = qemu_vmdk(dir.path(), "flat", "monolithicFlat", MIB);
+    let vmdk = patterned_vmdk(dir.path(), "flat", "monolithicFlat", MIB);
     fs::remove_file(dir.path().join("flat-flat.vmdk")).unwrap();
     expect_failure(&vmdk, dir.path(), 3, &["flat-flat.vmdk", "line"]);
 }
@@ -48,7 +35,7 @@ fn truncated_sparse_file() {
         return;
     }
     let dir = tempdir();
-    let vmdk = qemu_vmdk(dir.path(), "sparse", "monolithicSparse", 2 * MIB);
+    let vmdk = patterned_vmdk(dir.path(), "sparse", "monolithicSparse", 2 * MIB);
     let f = fs::OpenOptions::new().write(true).open(&vmdk).unwrap();
     let len = f.metadata().unwrap().len();
     f.set_len(len / 2).unwrap();
@@ -66,7 +53,7 @@ fn truncated_stream_optimized_file() {
         return;
     }
     let dir = tempdir();
-    let vmdk = qemu_vmdk(dir.path(), "stream", "streamOptimized", 2 * MIB);
+    let vmdk = patterned_vmdk(dir.path(), "stream", "streamOptimized", 2 * MIB);
     let f = fs::OpenOptions::new().write(true).open(&vmdk).unwrap();
     let len = f.metadata().unwrap().len();
     f.set_len(len / 2).unwrap();
@@ -246,7 +233,7 @@ fn existing_destination_needs_force() {
         return;
     }
     let dir = tempdir();
-    let vmdk = qemu_vmdk(dir.path(), "s", "monolithicSparse", MIB);
+    let vmdk = patterned_vmdk(dir.path(), "s", "monolithicSparse", MIB);
     let dst = dir.path().join("exists.vhd");
     fs::write(&dst, b"keep me").unwrap();
     let o = vdconv(&[&"convert", &vmdk, &dst]);
@@ -265,7 +252,7 @@ fn destination_that_is_an_input_is_refused() {
         return;
     }
     let dir = tempdir();
-    let vmdk = qemu_vmdk(dir.path(), "f", "monolithicFlat", MIB);
+    let vmdk = patterned_vmdk(dir.path(), "f", "monolithicFlat", MIB);
     let flat = dir.path().join("f-flat.vmdk");
     let before = file_sha256(&flat);
     let o = vdconv(&[&"convert", &vmdk, &flat, &"-O", &"vhd", &"--force"]);

@@ -281,24 +281,8 @@ fn damaged_tables_and_streams() {
     patterned_raw(&raw, 2 * MIB, 5);
     let sparse = dir.path().join("s.vmdk");
     let stream = dir.path().join("t.vmdk");
-    run_ok(
-        "qemu-img",
-        &[&"convert", &"-f", &"raw", &"-O", &"vmdk", &raw, &sparse],
-    );
-    run_ok(
-        "qemu-img",
-        &[
-            &"convert",
-            &"-f",
-            &"raw",
-            &"-O",
-            &"vmdk",
-            &"-o",
-            &"subformat=streamOptimized",
-            &raw,
-            &stream,
-        ],
-    );
+    qemu_vmdk(&raw, &sparse, "");
+    qemu_vmdk(&raw, &stream, "subformat=streamOptimized");
 
     // Two grain table entries naming the same grain.
     let mut data = fs::read(&sparse).unwrap();
@@ -417,19 +401,9 @@ fn sigint_and_sigterm_leave_nothing_behind() {
 fn full_file_system_gives_a_clean_error() {
     let dir = tempdir();
     let mnt = dir.path().join("small");
-    fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("mounting a 2 MiB tmpfs needs root (CI runs as root)");
-        }
-        eprintln!("skipping: cannot mount a tmpfs (not root)");
+    let Some(small) = Tmpfs::mount(&mnt, "2m") else {
         return;
-    }
+    };
     let raw = dir.path().join("r.raw");
     let f = fs::File::create(&raw).unwrap();
     let mut rng = Rng::new(3);
@@ -443,7 +417,7 @@ fn full_file_system_gives_a_clean_error() {
     );
     let o = vdconv(&[&"convert", &src, &mnt.join("out.vhd"), &"--type", &"fixed"]);
     let left = listing(&mnt);
-    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    drop(small);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("No space left"), "{}", stderr(&o));
     assert_eq!(stderr(&o).trim_end().lines().count(), 1);

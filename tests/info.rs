@@ -20,19 +20,10 @@ fn split_sparse_disk_from_qemu() {
     let raw = dir.path().join("r.raw");
     patterned_raw(&raw, 3 * MIB + 512, 1);
     let vmdk = dir.path().join("split.vmdk");
-    run_ok(
-        "qemu-img",
-        &[
-            &"convert",
-            &"-f",
-            &"raw",
-            &"-O",
-            &"vmdk",
-            &"-o",
-            &"subformat=twoGbMaxExtentSparse,adapter_type=lsilogic,hwversion=19",
-            &raw,
-            &vmdk,
-        ],
+    qemu_vmdk(
+        &raw,
+        &vmdk,
+        "subformat=twoGbMaxExtentSparse,adapter_type=lsilogic,hwversion=19",
     );
     let v = info_json(&vmdk);
     assert_eq!(v["format"], "vmdk");

@@ -27,20 +27,7 @@ fn parallel_inflate_of_many_grains() {
     patterned_raw(&raw, 24 * MIB + 3 * 512, 12);
     let sha = file_sha256(&raw);
     let vmdk = dir.path().join("s.vmdk");
-    run_ok(
-        "qemu-img",
-        &[
-            &"convert",
-            &"-f",
-            &"raw",
-            &"-O",
-            &"vmdk",
-            &"-o",
-            &"subformat=streamOptimized",
-            &raw,
-            &vmdk,
-        ],
-    );
+    qemu_vmdk(&raw, &vmdk, "subformat=streamOptimized");
     for (name, kind) in [("p.vhdx", "dynamic"), ("p.vhd", "fixed")] {
         let out = dir.path().join(name);
         assert_ok(&vdconv(&[&"convert", &"-q", &"--type", &kind, &vmdk, &out]));
@@ -71,23 +58,13 @@ fn kernel_copy_and_its_fallback_across_file_systems() {
     qemu_compare(&src, "vmdk", &out, "vpc");
     // Another file system (a tmpfs): the kernel refuses, the writer reads instead.
     let mnt = dir.path().join("other");
-    fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("mounting a tmpfs needs root (CI runs as root)");
-        }
-        eprintln!("skipping the cross-file-system half: cannot mount a tmpfs (not root)");
+    let Some(other) = Tmpfs::mount(&mnt, "64m") else {
         return;
-    }
+    };
     let out = mnt.join("other.vhdx");
     let o = vdconv(&[&"convert", &"-q", &"--type", &"fixed", &src, &out]);
     let result = (o.status.code(), libvhdi_sha256(&out));
-    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    drop(other);
     assert_eq!(result, (Some(0), (12 * MIB, sha)), "{}", stderr(&o));
 }
 

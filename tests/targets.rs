@@ -15,20 +15,7 @@ fn json(o: &std::process::Output) -> Value {
 
 fn to_vmdk(raw: &Path, adapter: &str) -> PathBuf {
     let vmdk = raw.with_extension("vmdk");
-    run_ok(
-        "qemu-img",
-        &[
-            &"convert",
-            &"-f",
-            &"raw",
-            &"-O",
-            &"vmdk",
-            &"-o",
-            &format!("adapter_type={adapter}"),
-            &raw,
-            &vmdk,
-        ],
-    );
+    qemu_vmdk(raw, &vmdk, &format!("adapter_type={adapter}"));
     vmdk
 }
 

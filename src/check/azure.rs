@@ -1,13 +1,12 @@
 //! Azure's rules for an uploaded image: a fixed VHD, whole MiB, file = size + 512, a sound
 //! footer, and a size within Azure's bounds. One finding per rule.
 
-use zerocopy::FromBytes;
-
 use super::Findings;
 use crate::disk::InputFile;
 use crate::error::Result;
 use crate::target::{AZURE_MAX_SIZE, AZURE_MIN_SIZE};
-use crate::vhd::footer::{COOKIE, DISK_FIXED, Footer};
+use crate::vhd::footer::{COOKIE, DISK_FIXED};
+use crate::vhd::read::read_footer;
 
 const MIB: u64 = 1 << 20;
 
@@ -28,9 +27,7 @@ pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
         return Ok(());
     }
     let end = len - 512;
-    let mut bytes = [0u8; 512];
-    file.read_exact_at(&mut bytes, end, "VHD footer")?;
-    let footer = Footer::read_from_bytes(&bytes).expect("512 bytes");
+    let footer = read_footer(file, end)?;
     if &footer.cookie != COOKIE {
         f.add(
             "azure-cookie",

@@ -9,6 +9,7 @@ use crate::vhd::dynamic::{COOKIE as HEADER_COOKIE, DynamicHeader, UNALLOCATED, b
 use crate::vhd::footer::{
     COOKIE, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, FEATURES_RESERVED, Footer, VERSION,
 };
+use crate::vhd::read::read_footer;
 use crate::vhd::write::MAX_SIZE;
 
 /// Checks one footer; returns it when its cookie and checksum hold.
@@ -18,9 +19,7 @@ fn check_footer(
     at: u64,
     which: &str,
 ) -> Result<Option<Footer>> {
-    let mut bytes = [0u8; 512];
-    file.read_exact_at(&mut bytes, at, "VHD footer")?;
-    let footer = Footer::read_from_bytes(&bytes).expect("512 bytes");
+    let footer = read_footer(file, at)?;
     if &footer.cookie != COOKIE {
         f.add(
             "vhd-footer-cookie",

@@ -96,9 +96,16 @@ pub struct VhdDisk {
     warnings: Vec<String>,
 }
 
-/// Parses a footer, checking cookie and checksum.
-pub fn parse_footer(bytes: &[u8; 512], file: &InputFile, offset: u64) -> Result<Footer> {
-    let footer = Footer::read_from_bytes(bytes).expect("512 bytes");
+/// Reads the 512 bytes at `offset` as a footer, unchecked (`check` judges them itself).
+pub fn read_footer(file: &InputFile, offset: u64) -> Result<Footer> {
+    let mut bytes = [0u8; 512];
+    file.read_exact_at(&mut bytes, offset, "VHD footer")?;
+    Ok(Footer::read_from_bytes(&bytes).expect("512 bytes"))
+}
+
+/// Reads a footer, checking cookie and checksum.
+fn checked_footer(file: &InputFile, offset: u64) -> Result<Footer> {
+    let footer = read_footer(file, offset)?;
     if &footer.cookie != COOKIE {
         return Err(Error::corrupt(
             file.path(),
@@ -134,14 +141,11 @@ impl VhdDisk {
             ));
         }
         let end = file.len() - 512;
-        let mut bytes = [0u8; 512];
-        file.read_exact_at(&mut bytes, end, "VHD footer")?;
-        let footer = match parse_footer(&bytes, &file, end) {
+        let footer = match checked_footer(&file, end) {
             Ok(f) => f,
             Err(e) => {
                 // A dynamic disk keeps a copy at offset 0: use it, saying so.
-                file.read_exact_at(&mut bytes, 0, "VHD footer copy")?;
-                let copy = parse_footer(&bytes, &file, 0).map_err(|_| e)?;
+                let copy = checked_footer(&file, 0).map_err(|_| e)?;
                 warnings.push(
                     "footer at end of file is damaged; using the copy at offset 0".to_string(),
                 );

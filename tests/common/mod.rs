@@ -86,6 +86,49 @@ pub fn run_ok(cmd: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
     stdout(&o)
 }
 
+/// A VMDK made by qemu-img from a raw disk; `options` as for `qemu-img convert -o`
+/// (e.g. "subformat=streamOptimized"), or empty.
+pub fn qemu_vmdk(raw: &Path, vmdk: &Path, options: &str) {
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"convert", &"-f", &"raw", &"-O", &"vmdk"];
+    if !options.is_empty() {
+        args.push(&"-o");
+        args.push(&options);
+    }
+    args.push(&raw);
+    args.push(&vmdk);
+    run_ok("qemu-img", &args);
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped. None where mounting is not
+/// allowed (not root); in CI, which runs as root, that fails the test instead.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("mounting a tmpfs needs root (CI runs as root)");
+            }
+            eprintln!("skipping: cannot mount a tmpfs (not root)");
+            return None;
+        }
+        Some(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// qemu-img's view of an image's virtual size.
 pub fn qemu_virtual_size(path: &Path, format: &str) -> u64 {
     let json = run_ok(
