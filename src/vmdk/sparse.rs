@@ -25,8 +25,7 @@ pub struct SparseExtent {
     gt: Option<(usize, Vec<u32>)>,
     /// The most recently inflated grain (compressed extents only).
     grain: Option<(u64, Vec<u8>)>,
-    inflater: Inflater,
-    /// One decoder per worker for parallel inflation.
+    /// One decoder per inflating worker; the first also serves single grains.
     inflaters: Vec<Inflater>,
     pub warnings: Vec<String>,
 }
@@ -115,8 +114,7 @@ impl SparseExtent {
             gd,
             gt: None,
             grain: None,
-            inflater: Inflater::default(),
-            inflaters: Vec::new(),
+            inflaters: vec![Inflater::default()],
             warnings,
         })
     }
@@ -448,7 +446,7 @@ impl SparseExtent {
                 index * self.header.grain_size,
                 &mut data,
                 needed,
-                &mut self.inflater,
+                &mut self.inflaters[0],
             )?;
             data[produced..].fill(0);
             self.grain = Some((index, data));
