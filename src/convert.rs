@@ -110,7 +110,6 @@ pub struct ConvertReport {
     /// Bytes of disk data written (units holding data).
     pub data_bytes_written: u64,
     /// SHA-256 of the virtual contents, when verified.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     pub seconds: f64,
 }

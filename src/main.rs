@@ -146,9 +146,12 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
     let size = disk.virtual_size();
     let mut notes = Vec::new();
     if let Some(t) = target {
-        let table = vdconv::partition::inspect(disk.as_mut())?;
-        let adapter = disk.adapter_type();
-        notes = target::fit_warnings(t, &table, size, adapter.as_deref());
+        match vdconv::partition::inspect(disk.as_mut()) {
+            Ok(table) => {
+                notes = target::fit_warnings(t, &table, size, disk.adapter_type().as_deref())
+            }
+            Err(e) => notes.push(format!("partition table unreadable, fit not checked: {e}")),
+        }
         let out_size = target::output_size(target, size)?;
         if out_size != size {
             notes.push(format!(
@@ -167,23 +170,11 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
     };
     bar.finish_and_clear();
     if args.common.json {
-        let doc = json!({
-            "source": args.src,
-            "destination": report.destination,
-            "format": report.format,
-            "type": report.disk_type,
-            "target": report.target,
-            "source_size": report.source_size,
-            "virtual_size": report.virtual_size,
-            "rounded": report.virtual_size != report.source_size,
-            "block_size": report.block_size,
-            "file_size": report.file_size,
-            "data_bytes_written": report.data_bytes_written,
-            "sha256": report.sha256,
-            "verified": report.sha256.is_some(),
-            "seconds": report.seconds,
-            "warnings": disk.warnings().iter().chain(&notes).collect::<Vec<_>>(),
-        });
+        let mut doc = serde_json::to_value(&report)?;
+        doc["source"] = json!(args.src);
+        doc["rounded"] = json!(report.virtual_size != report.source_size);
+        doc["verified"] = json!(report.sha256.is_some());
+        doc["warnings"] = json!(disk.warnings().iter().chain(&notes).collect::<Vec<_>>());
         print_json(&doc)?;
     } else if !args.common.quiet {
         eprintln!(
