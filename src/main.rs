@@ -269,6 +269,12 @@ fn run_info(args: &InfoArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     warn_all(&info.warnings);
+    print!("{}", info_text(&info)?);
+    Ok(0)
+}
+
+/// `info` for a person: one fact a line.
+fn info_text(info: &vdconv::info::ImageInfo) -> anyhow::Result<String> {
     let mut out = String::new();
     use std::fmt::Write as _;
     let _ = writeln!(out, "file: {}", info.file);
@@ -305,6 +311,28 @@ fn run_info(args: &InfoArgs) -> anyhow::Result<u8> {
                 if v.compressed { ", compressed" } else { "" }
             );
         }
+    }
+    if let Some(v) = &info.vhd {
+        let _ = writeln!(
+            out,
+            "creator: {:?} {} on {:?}; geometry {}/{}/{}",
+            v.creator_app,
+            v.creator_version,
+            v.creator_host_os,
+            v.geometry.cylinders,
+            v.geometry.heads,
+            v.geometry.sectors
+        );
+        if let Some(b) = v.block_size {
+            let _ = writeln!(out, "block size: {b} bytes");
+        }
+    }
+    if let Some(v) = &info.vhdx {
+        let _ = writeln!(
+            out,
+            "block size: {} bytes; sectors: logical {}, physical {}",
+            v.block_size, v.logical_sector_size, v.physical_sector_size
+        );
     }
     let _ = writeln!(out, "extents:");
     for e in &info.extents {
@@ -344,8 +372,7 @@ fn run_info(args: &InfoArgs) -> anyhow::Result<u8> {
             let _ = writeln!(out, "  problem: {problem}");
         }
     }
-    print!("{out}");
-    Ok(0)
+    Ok(out)
 }
 
 fn print_json(doc: &serde_json::Value) -> anyhow::Result<()> {
