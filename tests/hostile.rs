@@ -166,6 +166,26 @@ fn crafted_oversize_fields() {
         out.path(),
         &["zsize.vmdk", "compressed grain at offset 3072", "exceeds"],
     );
+    // A grain whose deflate stream inflates to twice the grain size.
+    let mut stream = stream.clone();
+    stream.truncate(3072);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut z, &vec![7u8; 128 * 1024]).unwrap();
+    let z = z.finish().unwrap();
+    stream.extend_from_slice(&0u64.to_le_bytes());
+    stream.extend_from_slice(&(z.len() as u32).to_le_bytes());
+    stream.extend_from_slice(&z);
+    stream.resize(stream.len().next_multiple_of(512), 0);
+    let p = write_file(d, "bomb.vmdk", &stream);
+    fails_fast(
+        &p,
+        out.path(),
+        &[
+            "bomb.vmdk",
+            "compressed grain at offset 3072",
+            "more than the grain size",
+        ],
+    );
     // A descriptor declaring exabytes of zeros.
     let p = write_file(
         d,
@@ -231,6 +251,25 @@ fn crafted_vhd_and_vhdx_fields() {
         &p,
         out.path(),
         &["into-header.vhd", "VHD BAT entry at offset 1536"],
+    );
+
+    // VHDX: 4000 region entries (the region table is re-checksummed, both copies).
+    let mut data = fs::read(&vhdx).unwrap();
+    for at in [192usize << 10, 256 << 10] {
+        data[at + 8..at + 12].copy_from_slice(&4000u32.to_le_bytes());
+        data[at + 4..at + 8].fill(0);
+        let crc = crc32c::crc32c(&data[at..at + (64 << 10)]);
+        data[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+    let p = write_file(dir.path(), "regions.vhdx", &data);
+    fails_fast(
+        &p,
+        out.path(),
+        &[
+            "regions.vhdx",
+            "VHDX region table at offset",
+            "4000 entries",
+        ],
     );
 
     // VHDX: 65535 metadata entries.
