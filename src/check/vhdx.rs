@@ -37,9 +37,9 @@ pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
     check_bat(file, f, bat_region, meta_region, log, &meta)
 }
 
-/// Checks both headers; returns the log's range from the current valid one.
-fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<Region>> {
-    let mut valid: Vec<(u64, Region)> = Vec::new();
+/// Checks both headers; returns the log's byte span from the current valid one.
+fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<Span>> {
+    let mut valid: Vec<(u64, Span)> = Vec::new();
     for at in [HEADER1_OFFSET, HEADER2_OFFSET] {
         let mut bytes = vec![0u8; HEADER_SIZE];
         file.read_exact_at(&mut bytes, at, "VHDX header")?;
@@ -110,12 +110,15 @@ fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<Region>> {
     Ok(valid.into_iter().max_by_key(|v| v.0).map(|v| v.1))
 }
 
+/// (file offset, length) of a region.
 type Region = (u64, u64);
+/// (start, end) file offsets.
+type Span = (u64, u64);
 
 fn check_region_tables(
     file: &InputFile,
     f: &mut Findings,
-    log: Option<Region>,
+    log: Option<Span>,
 ) -> Result<Option<(Region, Region)>> {
     let mut tables = Vec::new();
     for at in [REGION1_OFFSET, REGION2_OFFSET] {
@@ -430,7 +433,7 @@ fn check_bat(
     f: &mut Findings,
     (bat_offset, bat_length): Region,
     (meta_offset, meta_length): Region,
-    log: Option<Region>,
+    log: Option<Span>,
     m: &Meta,
 ) -> Result<()> {
     let layout = BatLayout::new(m.size, m.block_size, m.logical);
