@@ -148,7 +148,7 @@ pub fn inspect(disk: &mut dyn Disk) -> Result<PartitionTable> {
             bootable: e[0] == 0x80,
             name: None,
         };
-        if p.start + p.size > size {
+        if p.start.saturating_add(p.size) > size {
             table.problems.push(format!(
                 "partition {} ends past the end of the disk",
                 p.number
@@ -164,7 +164,8 @@ pub fn inspect(disk: &mut dyn Disk) -> Result<PartitionTable> {
 /// Reads and checks a GPT header at `lba`; returns (header bytes, valid).
 fn read_header(disk: &mut dyn Disk, lba: u64, sector: u64) -> Result<Option<Vec<u8>>> {
     let size = disk.virtual_size();
-    if (lba + 1) * sector > size {
+    // Every LBA here comes from the disk: multiply and add without overflowing.
+    if lba.saturating_add(1).saturating_mul(sector) > size {
         return Ok(None);
     }
     let mut h = vec![0u8; sector as usize];
@@ -204,7 +205,7 @@ fn read_gpt(
     let mut entries_valid = false;
     if (128..=4096).contains(&entry_size) && entry_size % 8 == 0 {
         let bytes_len = u64::from(count) * entry_size;
-        if entries_lba * sector + bytes_len <= size {
+        if entries_lba.saturating_mul(sector).saturating_add(bytes_len) <= size {
             let mut bytes = vec![0u8; bytes_len as usize];
             disk.read_at(entries_lba * sector, &mut bytes)?;
             entries_valid =
@@ -229,12 +230,15 @@ fn read_gpt(
                     number: i as u32 + 1,
                     type_name: gpt_type_name(&type_id).into(),
                     type_id,
-                    start: first * sector,
-                    size: (last.saturating_sub(first) + 1) * sector,
+                    start: first.saturating_mul(sector),
+                    size: last
+                        .saturating_sub(first)
+                        .saturating_add(1)
+                        .saturating_mul(sector),
                     bootable: le64(e, 48) & 4 != 0,
                     name: Some(String::from_utf16_lossy(&name_units)),
                 };
-                if p.start + p.size > size {
+                if p.start.saturating_add(p.size) > size {
                     table.problems.push(format!(
                         "partition {} ends past the end of the disk",
                         p.number

@@ -244,7 +244,7 @@ fn check_metadata(
     f: &mut Findings,
     (offset, length): Region,
 ) -> Result<Option<Meta>> {
-    if length < METADATA_TABLE_SIZE as u64 || offset + length > file.len() {
+    if length < METADATA_TABLE_SIZE as u64 || offset.saturating_add(length) > file.len() {
         return Ok(None);
     }
     let mut table = vec![0u8; METADATA_TABLE_SIZE];
@@ -449,7 +449,7 @@ fn check_bat(
         );
         return Ok(());
     }
-    if bat_offset + entries * 8 > file.len() || entries * 8 > MAX_BAT_BYTES_READ {
+    if bat_offset.saturating_add(entries * 8) > file.len() || entries * 8 > MAX_BAT_BYTES_READ {
         return Ok(()); // reported as vhdx-region-beyond-eof
     }
     let mut bytes = vec![0u8; (entries * 8) as usize];
@@ -458,12 +458,12 @@ fn check_bat(
         (0, MIB, "headers and region tables".to_string()),
         (
             bat_offset,
-            bat_offset + bat_length,
+            bat_offset.saturating_add(bat_length),
             "the BAT region".to_string(),
         ),
         (
             meta_offset,
-            meta_offset + meta_length,
+            meta_offset.saturating_add(meta_length),
             "the metadata region".to_string(),
         ),
     ];
@@ -499,7 +499,8 @@ fn check_bat(
                         format!("block {block} is partially present in an image without a parent"),
                     );
                 }
-                let end = offset + m.block_size;
+                // Offsets come from the file: a huge one must not wrap around.
+                let end = offset.saturating_add(m.block_size);
                 if offset < MIB || end > file.len() {
                     f.add("vhdx-block-beyond-eof", at, format!("block {block} at {offset}..{end} does not lie wholly inside the file ({} bytes)", file.len()));
                 } else {

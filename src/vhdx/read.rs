@@ -362,7 +362,7 @@ impl VhdxDisk {
                     .min(self.meta.block_size);
                 let end = offset.checked_add(used);
                 let collides = |(start, len): (u64, u64)| {
-                    end.is_some_and(|e| offset < start + len && start < e)
+                    end.is_some_and(|e| offset < start.saturating_add(len) && start < e)
                 };
                 if offset < MIB
                     || end.is_none_or(|e| e > self.file.len())
