@@ -23,7 +23,7 @@ fn vhdx_bat_offset_at_the_top_of_the_address_space() {
     ]));
     let mut data = fs::read(&p).unwrap();
     let bat = 3 << 20;
-    data[bat..bat + 8].copy_from_slice(&(u64::MAX & !7 | 6).to_le_bytes());
+    data[bat..bat + 8].copy_from_slice(&(!7u64 | 6).to_le_bytes());
     fs::write(&p, data).unwrap();
     let o = vdconv(&[&"check", &"--json", &p]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
