@@ -46,6 +46,15 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
+    /// The block size used when none is asked for: 2 MiB for VHD (what Hyper-V and Azure
+    /// write), 32 MiB for VHDX (what Hyper-V writes).
+    pub fn default_block_size(self) -> u64 {
+        match self {
+            OutputFormat::Vhd => vhd::dynamic::DEFAULT_BLOCK_SIZE,
+            OutputFormat::Vhdx => vhdx::write::DEFAULT_BLOCK_SIZE,
+        }
+    }
+
     /// The format named by a file's extension, if any.
     pub fn from_path(path: &Path) -> Option<Self> {
         let ext = path.extension()?.to_str()?.to_ascii_lowercase();
@@ -127,11 +136,12 @@ pub fn convert(
     let source_size = src.virtual_size();
     // Azure rounds up to whole MiB: the added tail reads as zeros.
     let size = target::output_size(options.target, source_size)?;
+    let block_size = options
+        .block_size
+        .unwrap_or(options.format.default_block_size());
     let vhdx_params = VhdxParams {
         size,
-        block_size: options
-            .block_size
-            .unwrap_or(vhdx::write::DEFAULT_BLOCK_SIZE),
+        block_size,
         logical_sector: options.logical_sector,
         physical_sector: options.physical_sector,
         fixed: options.disk_type == DiskType::Fixed,
@@ -149,13 +159,9 @@ pub fn convert(
         (OutputFormat::Vhd, DiskType::Fixed) => {
             Box::new(vhd::write::FixedVhdWriter::new(out, size))
         }
-        (OutputFormat::Vhd, DiskType::Dynamic) => Box::new(vhd::write::DynamicVhdWriter::new(
-            out,
-            size,
-            options
-                .block_size
-                .unwrap_or(vhd::dynamic::DEFAULT_BLOCK_SIZE),
-        )?),
+        (OutputFormat::Vhd, DiskType::Dynamic) => {
+            Box::new(vhd::write::DynamicVhdWriter::new(out, size, block_size)?)
+        }
         (OutputFormat::Vhdx, _) => Box::new(vhdx::write::VhdxWriter::new(out, vhdx_params)?),
     };
     // With --verify the output's contents are hashed in the same pass, zeros included.
@@ -237,10 +243,7 @@ pub fn convert(
         target: options.target,
         source_size,
         virtual_size: size,
-        block_size: options.block_size.unwrap_or(match options.format {
-            OutputFormat::Vhd => vhd::dynamic::DEFAULT_BLOCK_SIZE,
-            OutputFormat::Vhdx => vhdx::write::DEFAULT_BLOCK_SIZE,
-        }),
+        block_size,
         file_size,
         data_bytes_written: written,
         sha256,

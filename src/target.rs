@@ -25,16 +25,6 @@ pub enum Target {
     HypervGen2,
 }
 
-impl Target {
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Azure => "azure",
-            Target::HypervGen1 => "hyperv-gen1",
-            Target::HypervGen2 => "hyperv-gen2",
-        }
-    }
-}
-
 /// Output format and type for a target, from what the user asked (None = not asked).
 pub fn resolve(
     target: Option<Target>,

@@ -27,7 +27,6 @@ pub struct VhdxMeta {
     pub metadata_length: u64,
     pub block_size: u64,
     pub leave_block_allocated: bool,
-    pub has_parent: bool,
     pub virtual_size: u64,
     pub logical_sector: u32,
     pub physical_sector: u32,
@@ -275,7 +274,6 @@ pub fn read_meta(file: &InputFile) -> Result<VhdxMeta> {
         metadata_length,
         block_size,
         leave_block_allocated: flags & LEAVE_BLOCK_ALLOCATED != 0,
-        has_parent: false,
         virtual_size,
         logical_sector: logical,
         physical_sector: physical,
@@ -326,10 +324,6 @@ impl VhdxDisk {
             window: None,
             warnings: Vec::new(),
         })
-    }
-
-    pub fn meta(&self) -> &VhdxMeta {
-        &self.meta
     }
 
     /// The BAT entry at `index`, through a window of entries.

@@ -132,36 +132,35 @@ impl SparseExtent {
     /// also looks across tables.)
     fn refuse_overlaps(&self, table: &[u32], table_offset: u64) -> Result<()> {
         let zeroed = self.header.has_zeroed_gte();
-        let mut used: Vec<(u32, usize)> = table
+        let mut used: Vec<(u64, usize)> = table
             .iter()
             .enumerate()
             // Entries inside the metadata are refused, with their own message, when read.
             .filter(|&(_, &e)| {
                 e != 0 && !(e == 1 && zeroed) && u64::from(e) >= self.header.over_head
             })
-            .map(|(i, &e)| (e, i))
+            .map(|(i, &e)| (u64::from(e), i))
             .collect();
         used.sort_unstable();
-        // Compressed records vary in length: only identical starts surely collide.
-        let span = if self.header.compressed() {
+        match overlapping(&used, self.occupied_sectors()).next() {
+            Some(((a, i), (b, j))) => Err(Error::corrupt(
+                self.file.path(),
+                "grain table entry",
+                table_offset + j as u64 * 4,
+                format!("entries {i} and {j} place grains at overlapping sectors {a} and {b}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Sectors a stored grain surely occupies: a whole grain when plain; compressed
+    /// records vary in length, so only identical starts surely collide.
+    fn occupied_sectors(&self) -> u64 {
+        if self.header.compressed() {
             1
         } else {
             self.header.grain_size
-        };
-        for w in used.windows(2) {
-            if u64::from(w[1].0) < u64::from(w[0].0) + span {
-                return Err(Error::corrupt(
-                    self.file.path(),
-                    "grain table entry",
-                    table_offset + w[1].1 as u64 * 4,
-                    format!(
-                        "entries {} and {} place grains at overlapping sectors {} and {}",
-                        w[0].1, w[1].1, w[0].0, w[1].0
-                    ),
-                ));
-            }
         }
-        Ok(())
     }
 
     /// Structural problems of the tables as (rule, file offset, message), at most `limit`:
@@ -237,28 +236,20 @@ impl SparseExtent {
                         format!("grain {grain} points at sector {entry}, past the end of the file"),
                     ));
                 } else {
-                    starts.push((entry, grain, at));
+                    starts.push((entry, (grain, at)));
                 }
             }
         }
-        // Plain grains occupy a whole grain each; compressed records vary, so only
-        // identical starts are sure to collide.
         starts.sort_unstable();
-        let span = if h.compressed() { 1 } else { h.grain_size };
-        for w in starts.windows(2) {
+        for ((a, (ga, _)), (b, (gb, at))) in overlapping(&starts, self.occupied_sectors()) {
             if out.len() >= limit {
                 break;
             }
-            if w[1].0 < w[0].0 + span {
-                out.push((
-                    "vmdk-grain-overlap",
-                    w[1].2,
-                    format!(
-                        "grain {} at sector {} overlaps grain {} at sector {}",
-                        w[1].1, w[1].0, w[0].1, w[0].0
-                    ),
-                ));
-            }
+            out.push((
+                "vmdk-grain-overlap",
+                at,
+                format!("grain {gb} at sector {b} overlaps grain {ga} at sector {a}"),
+            ));
         }
         out.truncate(limit);
         Ok(out)
@@ -453,6 +444,17 @@ impl SparseExtent {
         }
         Ok(&self.grain.as_ref().unwrap().1)
     }
+}
+
+/// Neighbouring pairs of `sorted` grain starts (in sectors) closer than `span` sectors.
+fn overlapping<T: Copy>(
+    sorted: &[(u64, T)],
+    span: u64,
+) -> impl Iterator<Item = ((u64, T), (u64, T))> + '_ {
+    sorted
+        .windows(2)
+        .filter(move |w| w[1].0 < w[0].0 + span)
+        .map(|w| (w[0], w[1]))
 }
 
 /// Reads a grain directory, checking it lies inside the file before allocating it.
