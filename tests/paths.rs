@@ -46,6 +46,7 @@ fn kernel_copy_and_its_fallback_across_file_systems() {
     }
     let dir = tempdir();
     let raw = dir.path().join("r-flat.vmdk");
+    // 12 MiB: past the 8 MiB the reader asks the kernel to read ahead, so those hints run.
     patterned_raw(&raw, 12 * MIB, 13);
     let sha = file_sha256(&raw);
     let src = flat_descriptor(dir.path(), "r.vmdk", "r-flat.vmdk", 12 * MIB / 512);
