@@ -6,8 +6,9 @@ VHDX with both tools, alternating them, RUNS timed runs each after a warm-up, ou
 /dev/shm so disk writeback does not dominate, and prints for each case the median and best
 wall times, the ratios vdconv/qemu-img and both tools' peak RSS (/usr/bin/time -v).
 
-Usage: python3 bench/bench.py [--runs N] [--corpus DIR] [--only SUBSTRING] [--quick] [--detail]
+Usage: python3 bench/bench.py [--runs N] [--corpus DIR] [--only SUBSTRING] [--quick] [--cold] [--detail]
   --quick   a 256 MiB corpus instead of 2 GiB (for trying changes; not for the record)
+  --cold    evict the source from the page cache before every run (a first conversion)
   --detail  every run's wall and system seconds, on stderr
 After the table: the all-core inflate ceiling for streamOptimized and the output write
 floor for monolithicFlat -> fixed VHD, each with the fraction vdconv reaches.
@@ -90,11 +91,23 @@ CASES = [
 ]
 
 
-def timed(cmd, out):
-    """Runs cmd under /usr/bin/time -v; returns (wall seconds, peak RSS KiB, system
-    seconds)."""
+def drop_cache(paths):
+    """Evicts the files' pages from the page cache, so the next run reads them from the
+    device as a first conversion of an exported disk does."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def timed(cmd, out, cold=()):
+    """Runs cmd under /usr/bin/time -v, after evicting the files in `cold` from the page
+    cache; returns (wall seconds, peak RSS KiB, system seconds)."""
     if os.path.exists(out):
         os.remove(out)
+    drop_cache(cold)
     t = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-v"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t
@@ -112,6 +125,7 @@ def main():
     ap.add_argument("--corpus", default="/var/tmp/vdconv-bench")
     ap.add_argument("--only", default="")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--cold", action="store_true", help="evict the source from the page cache before every run")
     ap.add_argument("--detail", action="store_true", help="print every run's wall and system time")
     a = ap.parse_args()
     size = 256 * MIB if a.quick else 2048 * MIB
@@ -129,18 +143,21 @@ def main():
         out = os.path.join(out_dir, "out." + ext)
         vcmd = [VDCONV, "convert", "-q", "--force", "--progress", "never"] + vargs + [src, out]
         qcmd = ["qemu-img", "convert", "-f", "vmdk"] + qargs + [src, out]
-        timed(vcmd, out)  # warm-up, both
-        timed(qcmd, out)
+        # Every file the source reads: the flat extent sits beside its descriptor.
+        cold = [src] + ([os.path.join(os.path.dirname(src), "flat-flat.vmdk")] if src_key == "monolithicFlat" else [])
+        cold = cold if a.cold else []
+        timed(vcmd, out, cold)  # warm-up, both
+        timed(qcmd, out, cold)
         v, q = [], []
         for i in range(a.runs):
             # Swap who goes first each round: the first run after a pause pays for any
             # page cache the machine reclaimed meanwhile.
             if i % 2 == 0:
-                v.append(timed(vcmd, out))
-                q.append(timed(qcmd, out))
+                v.append(timed(vcmd, out, cold))
+                q.append(timed(qcmd, out, cold))
             else:
-                q.append(timed(qcmd, out))
-                v.append(timed(vcmd, out))
+                q.append(timed(qcmd, out, cold))
+                v.append(timed(vcmd, out, cold))
         if a.detail:
             for name, runs in (("vdconv", v), ("qemu-img", q)):
                 print("  %s %s: %s" % (kind, name, " ".join("%.3f/%.3f" % (x[0], x[2]) for x in runs)), file=sys.stderr)
@@ -155,6 +172,9 @@ def main():
             % (src_key, kind, vm, qm, vm / qm, vb / qb, max(x[1] for x in v) / 1024, max(x[1] for x in q) / 1024),
             flush=True,
         )
+    # Both references are measured from memory: set against warm runs only.
+    if a.cold:
+        return
     if best_stream:
         inflate_ceiling(sources["streamOptimized"], best_stream, a.runs)
     if best_flat:
