@@ -356,8 +356,8 @@ impl SparseExtent {
         Ok(())
     }
 
-    /// Inflates the whole grains at the start of an aligned read on all cores, each
-    /// worker with its own decoder, straight into `buf`. Returns the bytes done; the
+    /// Inflates the whole grains at the start of an aligned read on all cores (this thread
+    /// and helpers), each with its own decoder, straight into `buf`. Returns the bytes done; the
     /// rest (a partial grain, the extent's partial last grain) is left to the caller.
     fn inflate_whole_grains(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         const MIN_GRAINS_PER_WORKER: usize = 4;
@@ -379,43 +379,59 @@ impl SparseExtent {
         if self.inflaters.len() < workers {
             self.inflaters.resize_with(workers, Inflater::default);
         }
-        let per_worker = count.div_ceil(workers);
         let (file, header) = (&self.file, &self.header);
         let grains = buf[..count * grain_bytes].chunks_mut(grain_bytes);
-        let jobs: Vec<(u64, Grain, &mut [u8])> = (first..)
+        // Grains differ in how long they take to inflate, so each thread claims the next
+        // one in turn rather than a fixed share: no core idles while the other finishes.
+        let jobs: Vec<GrainSlot> = (first..)
             .zip(places)
             .zip(grains)
-            .map(|((i, p), g)| (i, p, g))
+            .map(|((i, p), g)| std::sync::Mutex::new(Some((i, p, g))))
             .collect();
-        std::thread::scope(|scope| {
-            let mut handles = Vec::new();
-            let mut jobs = jobs.into_iter();
-            for inflater in self.inflaters.iter_mut().take(workers) {
-                let mine: Vec<_> = jobs.by_ref().take(per_worker).collect();
-                handles.push(scope.spawn(move || -> Result<()> {
-                    for (index, place, out) in mine {
-                        match place {
-                            Grain::Zero => out.fill(0),
-                            Grain::At(at) => {
-                                let needed = out.len();
-                                stream::read_compressed_grain(
-                                    file,
-                                    header,
-                                    at,
-                                    index * header.grain_size,
-                                    out,
-                                    needed,
-                                    inflater,
-                                )?;
-                            }
-                        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let (jobs, next) = (&jobs, &next);
+        let work = move |inflater: &mut Inflater| -> Result<()> {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(slot) = jobs.get(i) else {
+                    return Ok(());
+                };
+                let (index, place, out) = slot
+                    .lock()
+                    .expect("a grain slot")
+                    .take()
+                    .expect("each grain claimed once");
+                match place {
+                    Grain::Zero => out.fill(0),
+                    Grain::At(at) => {
+                        let needed = out.len();
+                        stream::read_compressed_grain(
+                            file,
+                            header,
+                            at,
+                            index * header.grain_size,
+                            out,
+                            needed,
+                            inflater,
+                        )?;
                     }
-                    Ok(())
-                }));
+                }
             }
+        };
+        std::thread::scope(|scope| {
+            let (own, helpers) = self.inflaters[..workers]
+                .split_first_mut()
+                .expect("at least one inflater");
+            let handles: Vec<_> = helpers
+                .iter_mut()
+                .map(|inflater| scope.spawn(move || work(inflater)))
+                .collect();
+            // This thread inflates too rather than waiting idle for its helpers.
+            let own_result = work(own);
             handles
                 .into_iter()
-                .try_for_each(|h| h.join().expect("inflate worker panicked"))
+                .map(|h| h.join().expect("inflate worker panicked"))
+                .fold(own_result, Result::and)
         })?;
         Ok(count * grain_bytes)
     }
@@ -445,6 +461,10 @@ impl SparseExtent {
         Ok(&self.grain.as_ref().unwrap().1)
     }
 }
+
+/// One grain for an inflate worker to claim: its index, where it is stored, and its
+/// place in the chunk; taken (None) once claimed.
+type GrainSlot<'a> = std::sync::Mutex<Option<(u64, Grain, &'a mut [u8])>>;
 
 /// Neighbouring pairs of `sorted` grain starts (in sectors) closer than `span` sectors.
 fn overlapping<T: Copy>(
