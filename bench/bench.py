@@ -208,14 +208,16 @@ def write_floor(flat_vmdk, out_dir, bests, runs):
     exe = os.path.join(ROOT, "target", "release", "examples", "write_floor")
     extent = os.path.join(os.path.dirname(flat_vmdk), "flat-flat.vmdk")
     out = os.path.join(out_dir, "floor.vhd")
-    best, line = None, ""
+    best, best_two, line = None, None, ""
     for _ in range(runs):
-        line = subprocess.run([exe, extent, out], check=True, capture_output=True, text=True).stdout.strip()
+        text = subprocess.run([exe, extent, out], check=True, capture_output=True, text=True).stdout
+        line = text.splitlines()[0]
         secs = float(re.search(r"written in ([0-9.]+) s", line).group(1))
-        best = min(best or secs, secs)
+        two = float(re.search(r"two threads into one file: ([0-9.]+) s", text).group(1))
+        best, best_two = min(best or secs, secs), min(best_two or two, two)
     vb, qb = bests
     print()
-    print("output write floor: %s (best %.3f s)" % (line.split(" written in ")[0], best))
+    print("output write floor: %s (best %.3f s; from two threads into one file, best %.3f s)" % (line.split(" written in ")[0], best, best_two))
     print(
         "monolithicFlat -> fixed VHD best runs: vdconv %.3f s = %.2fx the floor, qemu-img %.3f s = %.2fx;"
         " a tool that only wrote would score %.2f against qemu-img"
