@@ -72,10 +72,7 @@ pub fn content_sha256(disk: &mut dyn Disk) -> Result<[u8; 32]> {
     while offset < size {
         crate::convert::check_interrupted()?;
         let len = CHUNK.min(size - offset);
-        let ahead = offset + crate::convert::PREFETCH_AHEAD;
-        if ahead < size {
-            disk.prefetch(ahead, CHUNK.min(size - ahead));
-        }
+        crate::disk::prefetch_ahead(disk, offset, CHUNK);
         if has_data(disk, offset, len, &mut runs)? {
             disk.read_at(offset, &mut buf[..len as usize])?;
             hasher.update(&buf[..len as usize]);

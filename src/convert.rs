@@ -22,11 +22,6 @@ use crate::writer::ImageWriter;
 /// the output's block size.
 const CHUNK: u64 = 1 << 20;
 
-/// How far ahead of the chunk being read the source is asked to be read from the device
-/// (`Disk::prefetch`). 8 MiB measured best for a cold flat file here (bench: 1 and 2 MiB
-/// gain little, 16 and 32 MiB no more).
-pub(crate) const PREFETCH_AHEAD: u64 = 8 * CHUNK;
-
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 /// Asks a running conversion to stop; it removes its temporary file and returns
@@ -195,10 +190,7 @@ pub fn convert(
                 src.map(offset, from_source, &mut runs)?;
             }
             let has_data = runs.iter().any(|r| r.kind == RunKind::Data);
-            let ahead = offset + PREFETCH_AHEAD;
-            if ahead < source_size {
-                src.prefetch(ahead, CHUNK.min(source_size - ahead));
-            }
+            crate::disk::prefetch_ahead(src, offset, CHUNK);
             // Fixed outputs take flat data as it is: the kernel copies it.
             if offload && has_data && offload_ok.load(Ordering::Relaxed) {
                 if let Some(copies) = copy_jobs(src, &runs) {

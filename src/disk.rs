@@ -95,6 +95,21 @@ pub trait Disk: Send {
     fn files(&self) -> Vec<PathBuf>;
 }
 
+/// How far ahead of the chunk in hand a sequential reader asks for the source
+/// (`prefetch_ahead`). 8 MiB measured best for a cold flat file here: 1 and 2 MiB gained
+/// little, 16 and 32 MiB no more.
+pub const PREFETCH_AHEAD: u64 = 8 << 20;
+
+/// For a reader walking the disk in `chunk`s: hints the chunk PREFETCH_AHEAD past the one
+/// at `offset`, when the disk reaches that far.
+pub fn prefetch_ahead(disk: &dyn Disk, offset: u64, chunk: u64) {
+    let size = disk.virtual_size();
+    let ahead = offset.saturating_add(PREFETCH_AHEAD);
+    if ahead < size {
+        disk.prefetch(ahead, chunk.min(size - ahead));
+    }
+}
+
 /// Asks the kernel to start reading `[offset, offset + len)` of `file` into the page cache
 /// without waiting for it. A single reader thread keeps only the kernel's readahead window
 /// in flight; asking a few MiB ahead keeps the device busy (a cold flat file converts about

@@ -357,8 +357,9 @@ impl SparseExtent {
     }
 
     /// Inflates the whole grains at the start of an aligned read on all cores (this thread
-    /// and helpers), each with its own decoder, straight into `buf`. Returns the bytes done; the
-    /// rest (a partial grain, the extent's partial last grain) is left to the caller.
+    /// and helpers), each with its own decoder, straight into `buf`. Returns the bytes
+    /// done; the rest (a partial grain, the extent's partial last grain) is left to the
+    /// caller.
     fn inflate_whole_grains(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         const MIN_GRAINS_PER_WORKER: usize = 4;
         let grain_bytes = self.header.grain_bytes() as usize;
