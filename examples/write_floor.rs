@@ -12,31 +12,24 @@
 //! Prints two lines: bytes written, seconds and GB/s from one thread; seconds from two.
 //! OUTPUT is removed before each timing and after.
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::time::Instant;
+
+use vdconv::disk::{InputFile, RunKind};
 
 const PIECE: u64 = 1 << 20;
 
-/// The file's data ranges as (offset, length), as the file system reports them.
-fn data_ranges(file: &File, size: u64) -> Vec<(u64, u64)> {
-    let fd = file.as_raw_fd();
-    let mut ranges = Vec::new();
-    let mut pos = 0u64;
-    while pos < size {
-        // SAFETY: lseek on an open descriptor; no memory is passed.
-        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
-        if data < 0 {
-            break; // ENXIO: no data after pos
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        let end = (hole as u64).min(size);
-        ranges.push((data as u64, end - data as u64));
-        pos = end;
-    }
-    ranges
+/// The file's data ranges as (offset, length), from the same SEEK_DATA/SEEK_HOLE map
+/// vdconv reads flat extents by.
+fn data_ranges(file: &InputFile) -> Vec<(u64, u64)> {
+    let mut runs = Vec::new();
+    file.map_holes(0, file.len(), 0, &mut runs);
+    runs.iter()
+        .filter(|r| r.kind == RunKind::Data)
+        .map(|r| (r.offset, r.len))
+        .collect()
 }
 
 fn main() {
@@ -45,9 +38,9 @@ fn main() {
         eprintln!("usage: write_floor FLAT-EXTENT OUTPUT");
         std::process::exit(2);
     };
-    let src = File::open(&flat).expect("open the flat extent");
-    let size = src.metadata().expect("its size").len();
-    let ranges = data_ranges(&src, size);
+    let src = InputFile::open(Path::new(&flat)).expect("open the flat extent");
+    let size = src.len();
+    let ranges = data_ranges(&src);
     let pieces = pieces(&ranges);
     let written: u64 = pieces.iter().map(|&(_, n)| n).sum();
     let one = timed_write(&out, size, &pieces, 1);
