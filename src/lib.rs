@@ -9,6 +9,7 @@ pub mod convert;
 pub mod detect;
 pub mod disk;
 pub mod error;
+pub mod guest;
 pub mod info;
 pub mod output;
 pub mod partition;
