@@ -1,4 +1,5 @@
-//! Command-line definitions (clap derive), nothing else.
+//! Command-line definitions (clap derive), nothing else: raw flags as typed. main.rs turns
+//! them once into the library's validated plan.
 
 use std::path::PathBuf;
 
@@ -8,7 +9,8 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "vdconv",
     version,
-    about = "Convert VMware virtual disks (VMDK) to VHD and VHDX, exactly"
+    about = "Convert VMware virtual disks (VMDK) to VHD and VHDX, exactly",
+    long_about = "Convert VMware virtual disks (VMDK) to VHD and VHDX, exactly: every byte the guest sees is the same, and the file passes the readers it will meet (Hyper-V, Azure, qemu, libvhdi).\n\nExit codes: 0 success; 1 compare: different, check: a rule broken; 2 usage error; 3 the input cannot be read; 4 the output cannot be written; 130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -19,35 +21,46 @@ pub struct Cli {
 pub enum Command {
     /// Convert SRC into a new VHD or VHDX image at DST.
     Convert(ConvertArgs),
-    /// Describe an image: format, layout, size, extents.
+    /// Describe an image: format, layout, size, extents, partition table.
     Info(InfoArgs),
     /// Compare the guest-visible contents of two images of any supported formats.
     Compare(CompareArgs),
-    /// Validate an image's structure: one finding per broken rule.
+    /// Validate an image's structure (or a platform's rules): one finding per broken rule.
     Check(CheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, ...).
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), e.g. `vdconv man | man -l -`.
+    Man,
 }
 
 #[derive(Args, Debug)]
 pub struct Common {
-    /// Print one JSON document on stdout and nothing else there.
+    /// Print one JSON document on stdout and nothing else there (also when failing).
     #[arg(long)]
     pub json: bool,
-    /// Print only errors.
+    /// Print only errors on stderr (no warnings, no summary).
     #[arg(short, long)]
     pub quiet: bool,
-    /// More detail on stderr (-v, -vv).
+    /// More detail on stderr: -v what is done, -vv why.
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
     /// Allow extent files outside the descriptor's folder (absolute names, '..', links).
     #[arg(long)]
     pub allow_outside_paths: bool,
+    /// Read files no signature matches as raw disk images.
+    #[arg(short = 'f', long = "input-format", value_enum)]
+    pub input_format: Option<InputFormatArg>,
 }
 
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
+    /// The image to convert: VMDK (any layout), VHD, VHDX, or raw with -f raw.
+    #[arg(value_name = "SRC")]
     pub src: PathBuf,
+    /// The image to write; its extension (.vhd, .vhdx) names the format unless -O does.
+    #[arg(value_name = "DST")]
     pub dst: PathBuf,
-    /// Output format; default from DST's extension.
+    /// Output format; default from DST's extension, or from --target.
     #[arg(short = 'O', long = "output-format", value_enum)]
     pub format: Option<FormatArg>,
     /// Fixed (all space allocated) or dynamic (grows with data); default dynamic.
@@ -57,20 +70,22 @@ pub struct ConvertArgs {
     /// (VHDX); warns when the disk's partition table does not fit.
     #[arg(long, value_enum)]
     pub target: Option<TargetArg>,
-    /// Block size: bytes, or with a K/M/G suffix (default: VHD 2M, VHDX 32M).
-    #[arg(long)]
+    /// Block size of a dynamic VHD (512K to 256M) or a VHDX (1M to 256M), a power of
+    /// two: bytes, or with a K/M/G suffix (default: VHD 2M, VHDX 32M).
+    #[arg(long, value_name = "SIZE")]
     pub block_size: Option<String>,
-    /// VHDX logical sector size.
-    #[arg(long, default_value_t = 512, value_parser = parse_sector)]
-    pub logical_sector: u32,
-    /// VHDX physical sector size.
-    #[arg(long, default_value_t = 4096, value_parser = parse_sector)]
-    pub physical_sector: u32,
-    /// Zero ranges of a fixed image: holes (auto, always) or written out (never, for NTFS).
-    #[arg(long, value_enum, default_value_t = SparseArg::Auto)]
-    pub sparse: SparseArg,
+    /// VHDX logical sector size (default 512).
+    #[arg(long, value_parser = parse_sector, value_name = "512|4096")]
+    pub logical_sector: Option<u32>,
+    /// VHDX physical sector size (default 4096).
+    #[arg(long, value_parser = parse_sector, value_name = "512|4096")]
+    pub physical_sector: Option<u32>,
+    /// Zero ranges: holes where the source has none (auto, the default), holes for every
+    /// zero 4 KiB (always), or every byte written (never, for files headed to NTFS).
+    #[arg(long, value_enum)]
+    pub sparse: Option<SparseArg>,
     /// Flat VMDK to fixed VHD without copying: append a footer to the flat file and
-    /// rename it to DST (the descriptor is left as it is).
+    /// move it to DST (the descriptor is left as it is).
     #[arg(long)]
     pub in_place: bool,
     /// Read the result back and check it against the source before putting it in place.
@@ -79,7 +94,8 @@ pub struct ConvertArgs {
     /// Replace DST if it exists.
     #[arg(long)]
     pub force: bool,
-    /// Progress bar on stderr: auto shows it on a terminal only.
+    /// Progress on stderr: auto (a bar on a terminal), always (a bar, or plain lines
+    /// off a terminal), never, json (JSON lines).
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
     #[command(flatten)]
@@ -88,6 +104,8 @@ pub struct ConvertArgs {
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
+    /// The image to describe.
+    #[arg(value_name = "IMG")]
     pub img: PathBuf,
     #[command(flatten)]
     pub common: Common,
@@ -95,6 +113,8 @@ pub struct InfoArgs {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
+    /// The image to check.
+    #[arg(value_name = "IMG")]
     pub img: PathBuf,
     /// Check the platform's rules instead of the format's structure (azure: fixed VHD,
     /// whole MiB, file size, footer, size bounds).
@@ -106,19 +126,40 @@ pub struct CheckArgs {
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
+    /// The first image.
+    #[arg(value_name = "A")]
     pub a: PathBuf,
+    /// The second image.
+    #[arg(value_name = "B")]
     pub b: PathBuf,
-    /// Progress bar on stderr: auto shows it on a terminal only.
+    /// Also require equal sizes (by default a size difference made only of zeros is
+    /// identical, as qemu-img compare judges).
+    #[arg(long)]
+    pub strict: bool,
+    /// Progress on stderr: auto, always, never, json (as for convert).
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
     #[command(flatten)]
     pub common: Common,
 }
 
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL", value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FormatArg {
     Vhd,
     Vhdx,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputFormatArg {
+    /// A raw disk image: the file is the disk byte for byte.
+    Raw,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +192,7 @@ pub enum ProgressArg {
     Auto,
     Always,
     Never,
+    Json,
 }
 
 /// 512 or 4096.

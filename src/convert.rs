@@ -3,106 +3,51 @@
 //! thread (or, for fixed outputs of flat data, let the kernel copy it).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::cancel::Cancel;
 use crate::compare::{content_sha256, hex};
-use crate::disk::{Disk, Run, RunKind};
-use crate::error::{Error, Result};
-use crate::output::Output;
-use crate::target::{self, Target};
-use crate::vhd;
-use crate::vhdx::{self, write::VhdxParams};
-use crate::writer::ImageWriter;
+use crate::disk::{Disk, OpenOptions, Run, RunKind};
+use crate::error::{Error, ErrorKind, Result};
+use crate::identity::Identity;
+use crate::output::{HolePolicy, Output};
+use crate::plan::{ConvertPlan, DiskType, OutputFormat, SparseMode};
+use crate::report::SCHEMA_VERSION;
+use crate::sink::ImageWriter;
+use crate::target::Target;
+use crate::zero::is_zero;
+use crate::{vhd, vhdx};
 
 /// Bytes of the virtual disk handled at a time: the memory the pipeline holds, whatever
 /// the output's block size.
 const CHUNK: u64 = 1 << 20;
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-/// Asks a running conversion to stop; it removes its temporary file and returns
-/// `Error::Interrupted`. Safe to call from a signal handler thread.
-pub fn interrupt() {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-pub(crate) fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        Err(Error::Interrupted)
-    } else {
-        Ok(())
-    }
-}
-
+/// What a long run is doing, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum OutputFormat {
-    Vhd,
-    Vhdx,
+pub enum Phase {
+    Convert,
+    Verify,
+    Compare,
 }
 
-impl OutputFormat {
-    /// The block size used when none is asked for: 2 MiB for VHD (what Hyper-V and Azure
-    /// write), 32 MiB for VHDX (what Hyper-V writes).
-    pub fn default_block_size(self) -> u64 {
-        match self {
-            OutputFormat::Vhd => vhd::dynamic::DEFAULT_BLOCK_SIZE,
-            OutputFormat::Vhdx => vhdx::write::DEFAULT_BLOCK_SIZE,
-        }
-    }
-
-    /// The format named by a file's extension, if any.
-    pub fn from_path(path: &Path) -> Option<Self> {
-        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-        match ext.as_str() {
-            "vhd" => Some(OutputFormat::Vhd),
-            "vhdx" => Some(OutputFormat::Vhdx),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DiskType {
-    Fixed,
-    Dynamic,
-}
-
-/// Whether zero ranges of fixed outputs are left as file-system holes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SparseMode {
-    /// Holes where the data is zero (the default on Linux).
-    Auto,
-    Always,
-    /// Every byte written: for files headed to NTFS, where Windows refuses sparse images.
-    Never,
-}
-
-#[derive(Debug, Clone)]
-pub struct ConvertOptions {
-    pub format: OutputFormat,
-    pub disk_type: DiskType,
-    /// Output block size; None for the format's default.
-    pub block_size: Option<u64>,
-    pub sparse: SparseMode,
-    /// VHDX logical and physical sector sizes (512 or 4096).
-    pub logical_sector: u32,
-    pub physical_sector: u32,
-    pub force: bool,
-    /// Platform whose rules apply (Azure: whole-MiB size, its size bounds).
-    pub target: Option<Target>,
-    /// Read the result back and compare its SHA-256 with the source's before committing.
-    pub verify: bool,
+/// Progress of a long run: `done` of `total` bytes of the virtual disk.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    pub phase: Phase,
+    pub done: u64,
+    pub total: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConvertReport {
+    pub schema_version: u32,
+    /// The image read, as given.
+    pub source: String,
     pub destination: PathBuf,
     pub format: OutputFormat,
     #[serde(rename = "type")]
@@ -112,75 +57,95 @@ pub struct ConvertReport {
     pub source_size: u64,
     /// The output's virtual size (larger when a target rounds it up).
     pub virtual_size: u64,
-    /// Output block (dynamic) or write unit (fixed) size, bytes.
-    pub block_size: u64,
+    /// Whether the size was rounded up (the added bytes are zeros).
+    pub rounded: bool,
+    /// The output's block size; null for a fixed VHD, which has no blocks.
+    pub block_size: Option<u64>,
     /// Size of the finished file.
     pub file_size: u64,
-    /// Bytes of disk data written (units holding data).
+    /// Bytes of disk data actually written or copied (zero pieces left as holes are not
+    /// counted; headers and tables are not data).
     pub data_bytes_written: u64,
-    /// SHA-256 of the virtual contents, when verified.
+    /// Null when --verify was not asked; true when the output read back as the source.
+    pub verified: Option<bool>,
+    /// SHA-256 of the output's virtual contents, when verified.
     pub sha256: Option<String>,
+    /// SHA-256 of the source's virtual contents, when verified (differs from `sha256`
+    /// only when the size was rounded up).
+    pub source_sha256: Option<String>,
+    /// Every file written (one, until chains are kept).
+    pub files: Vec<PathBuf>,
+    /// Anomalies tolerated in the source and advice for the target.
+    pub warnings: Vec<String>,
     pub seconds: f64,
 }
 
-/// Converts `src` into a new image at `dst`. `progress` is called with the bytes of the
-/// virtual disk done so far.
+/// Converts `src` into a new image as `plan` says. `progress` is called as the virtual
+/// disk is done (and again while verifying).
 pub fn convert(
     src: &mut dyn Disk,
-    dst: &Path,
-    options: &ConvertOptions,
-    progress: &mut dyn FnMut(u64),
+    plan: &ConvertPlan,
+    cancel: &Cancel,
+    progress: &mut dyn FnMut(Progress),
 ) -> Result<ConvertReport> {
+    if plan.in_place {
+        return convert_in_place(src, plan, cancel);
+    }
     let started = Instant::now();
+    let dst = plan.destination.as_path();
     refuse_input_as_output(src, dst)?;
     let source_size = src.virtual_size();
-    // Azure rounds up to whole MiB: the added tail reads as zeros.
-    let size = target::output_size(options.target, source_size)?;
-    let block_size = options
-        .block_size
-        .unwrap_or(options.format.default_block_size());
-    let vhdx_params = VhdxParams {
-        size,
-        block_size,
-        logical_sector: options.logical_sector,
-        physical_sector: options.physical_sector,
-        fixed: options.disk_type == DiskType::Fixed,
+    let size = plan.output_size(source_size)?;
+    check_free_space(src, plan, size, cancel)?;
+    let holes = HolePolicy {
+        piece: match plan.sparse {
+            SparseMode::Auto => 64 << 10,
+            SparseMode::Always => 4 << 10,
+            SparseMode::Never => 0,
+        },
+        fill: plan.sparse == SparseMode::Never,
     };
-    match options.format {
-        OutputFormat::Vhd if options.target == Some(Target::Azure) => {
-            // Azure reads current size, not CHS: it takes VHDs past the spec's 2040 GiB.
-            vhd::write::check_size(size, target::AZURE_MAX_SIZE)?
-        }
-        OutputFormat::Vhd => vhd::write::check_size(size, vhd::write::MAX_SIZE)?,
-        OutputFormat::Vhdx => vhdx_params.validate()?,
-    }
-    let out = Output::create(dst, options.force, options.sparse == SparseMode::Never)?;
-    let writer: Box<dyn ImageWriter> = match (options.format, options.disk_type) {
+    let out = std::sync::Arc::new(Output::create(dst, plan.force, holes)?);
+    let writer: Box<dyn ImageWriter> = match (plan.format, plan.disk_type) {
         (OutputFormat::Vhd, DiskType::Fixed) => {
-            Box::new(vhd::write::FixedVhdWriter::new(out, size))
+            Box::new(vhd::write::FixedVhdWriter::new(out.clone(), size))
         }
-        (OutputFormat::Vhd, DiskType::Dynamic) => {
-            Box::new(vhd::write::DynamicVhdWriter::new(out, size, block_size)?)
-        }
-        (OutputFormat::Vhdx, _) => Box::new(vhdx::write::VhdxWriter::new(out, vhdx_params)?),
+        (OutputFormat::Vhd, DiskType::Dynamic) => Box::new(vhd::write::DynamicVhdWriter::new(
+            out.clone(),
+            size,
+            plan.block_size.unwrap_or(vhd::dynamic::DEFAULT_BLOCK_SIZE),
+        )),
+        (OutputFormat::Vhdx, _) => Box::new(vhdx::write::VhdxWriter::new(
+            out.clone(),
+            plan.vhdx_params(size),
+        )),
     };
-    // With --verify the output's contents are hashed in the same pass, zeros included.
-    let mut hasher = options.verify.then(Sha256::new);
-    let offload = options.disk_type == DiskType::Fixed && hasher.is_none();
+    // The output's contents are hashed in the same pass, zeros included, for --verify
+    // and for reproducible ids.
+    let hashing = plan.verify || plan.reproducible_time.is_some();
+    let mut hasher = hashing.then(Sha256::new);
+    let mut source_hash: Option<[u8; 32]> = None;
+    // Fixed outputs take flat data as it is: the kernel copies it (unless every zero
+    // must become a hole, which means reading it).
+    let offload =
+        plan.disk_type == DiskType::Fixed && !hashing && plan.sparse != SparseMode::Always;
     tracing::info!(
-        "converting {source_size} bytes to a {:?} {:?} of {size} bytes (copy offload {}, verify {})",
-        options.disk_type,
-        options.format,
+        "converting {source_size} bytes into a {} {} of {size} bytes (kernel copies {}, verify {})",
+        match plan.disk_type {
+            DiskType::Fixed => "fixed",
+            DiskType::Dynamic => "dynamic",
+        },
+        plan.format.name().to_uppercase(),
         if offload { "tried" } else { "off" },
-        options.verify
+        if plan.verify { "on" } else { "off" }
     );
-    let offload_ok = writer.output().offload_flag();
+    let offload_ok = out.offload_flag();
     let (written, writer) = pipeline(writer, |send| {
         let mut buf = vec![0u8; CHUNK as usize];
         let mut runs: Vec<Run> = Vec::new();
         let mut offset = 0u64;
         while offset < size {
-            check_interrupted()?;
+            cancel.check()?;
             let len = CHUNK.min(size - offset);
             // The part of this chunk the source covers; the rest is padding.
             let from_source = source_size.saturating_sub(offset).min(len);
@@ -191,14 +156,17 @@ pub fn convert(
             }
             let has_data = runs.iter().any(|r| r.kind == RunKind::Data);
             crate::disk::prefetch_ahead(src, offset, CHUNK);
-            // Fixed outputs take flat data as it is: the kernel copies it.
             if offload && has_data && offload_ok.load(Ordering::Relaxed) {
                 if let Some(copies) = copy_jobs(src, &runs) {
                     for job in copies {
                         send(job)?;
                     }
                     offset += len;
-                    progress(offset);
+                    progress(Progress {
+                        phase: Phase::Convert,
+                        done: offset,
+                        total: size,
+                    });
                     continue;
                 }
             }
@@ -207,6 +175,12 @@ pub fn convert(
                 data[from_source as usize..].fill(0);
             }
             if let Some(h) = hasher.as_mut() {
+                if from_source < len && source_hash.is_none() && size != source_size {
+                    // The source ends in this chunk: its own digest is the state so far.
+                    let mut s = h.clone();
+                    s.update(&data[..from_source as usize]);
+                    source_hash = Some(s.finalize().into());
+                }
                 h.update(&*data);
             }
             if has_data && !is_zero(data) {
@@ -215,73 +189,131 @@ pub fn convert(
                     buf,
                     len: len as usize,
                 })?
-                .expect("a buffer back");
+                .ok_or_else(Error::interrupted)?;
             }
             offset += len;
-            progress(offset);
+            progress(Progress {
+                phase: Phase::Convert,
+                done: offset,
+                total: size,
+            });
         }
-        check_interrupted()
+        cancel.check()
     })?;
-    let out = writer.finish()?;
-    let sha256 = match hasher {
-        Some(h) => {
-            let expected: [u8; 32] = h.finalize().into();
-            verify_output(&out, &expected)?;
-            Some(hex(&expected))
+    let content: Option<[u8; 32]> = hasher.map(|h| h.finalize().into());
+    let identity = match (plan.reproducible_time, content) {
+        (Some(time), Some(digest)) => {
+            Identity::reproducible(reproducible_seed(plan, size, &digest), time)
         }
-        None => None,
+        _ => Identity::random_now(),
+    };
+    writer.finish(identity)?;
+    let verified = match (plan.verify, content) {
+        (true, Some(expected)) => {
+            verify_output(&out, &expected, cancel, progress)?;
+            Some(true)
+        }
+        _ => None,
     };
     let file_size = out
         .file()
         .metadata()
         .map_err(|e| Error::output_io(dst, "the file's metadata", e))?
         .len();
+    cancel.check()?;
     out.commit()?;
+    let sha256 = verified.and(content).map(|d| hex(&d));
     Ok(ConvertReport {
+        schema_version: SCHEMA_VERSION,
+        source: src.path().display().to_string(),
         destination: dst.to_path_buf(),
-        format: options.format,
-        disk_type: options.disk_type,
-        target: options.target,
+        format: plan.format,
+        disk_type: plan.disk_type,
+        target: plan.target,
         source_size,
         virtual_size: size,
-        block_size,
+        rounded: size != source_size,
+        block_size: plan.block_size,
         file_size,
         data_bytes_written: written,
+        verified,
+        source_sha256: verified.and(source_hash.or(content)).map(|d| hex(&d)),
         sha256,
+        files: vec![dst.to_path_buf()],
+        warnings: src.warnings().to_vec(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-/// Turns a flat VMDK's flat file into a fixed VHD at `dst` without copying: grows it
-/// when the target rounds the size up, appends the footer, flushes, and renames it. The
-/// descriptor is left as it was (it now names a missing file).
-pub fn convert_in_place(
+/// The seed reproducible ids derive from: the content and everything about the output.
+fn reproducible_seed(plan: &ConvertPlan, size: u64, digest: &[u8; 32]) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(digest)
+        .chain_update(plan.format.name())
+        .chain_update([plan.disk_type as u8])
+        .chain_update(size.to_le_bytes())
+        .chain_update(plan.block_size.unwrap_or(0).to_le_bytes())
+        .chain_update(plan.logical_sector.unwrap_or(0).to_le_bytes())
+        .chain_update(plan.physical_sector.unwrap_or(0).to_le_bytes())
+        .finalize()
+        .into()
+}
+
+/// Refuses before any work an output the destination's file system cannot hold: the data
+/// the source maps (all of the disk with --sparse never), plus metadata.
+fn check_free_space(
     src: &mut dyn Disk,
-    dst: &Path,
-    options: &ConvertOptions,
+    plan: &ConvertPlan,
+    size: u64,
+    cancel: &Cancel,
+) -> Result<()> {
+    let Some(free) = crate::output::free_space(&plan.destination) else {
+        return Ok(());
+    };
+    // Metadata: headers, tables and the alignment of a few blocks.
+    let metadata = 8 << 20;
+    let needed = if plan.sparse == SparseMode::Never {
+        size
+    } else {
+        if free >= size.saturating_add(metadata) {
+            return Ok(()); // Room for everything: no need to walk the map.
+        }
+        crate::disk::allocated_bytes(src, cancel)?
+    };
+    let needed = needed.saturating_add(metadata);
+    if needed > free {
+        return Err(Error::output(
+            ErrorKind::NoSpace,
+            &plan.destination,
+            format!(
+                "needs about {} MiB and its file system has {} MiB free; nothing was written",
+                needed.div_ceil(1 << 20),
+                free >> 20
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Turns a flat VMDK's flat file into a fixed VHD at DST without copying: grows it when
+/// the target rounds the size up, appends the footer, flushes, and moves it into place
+/// (never over an existing DST without --force). The descriptor is left as it was (it
+/// now names a missing file).
+fn convert_in_place(
+    src: &mut dyn Disk,
+    plan: &ConvertPlan,
+    cancel: &Cancel,
 ) -> Result<ConvertReport> {
     use std::os::unix::fs::FileExt;
     let started = Instant::now();
-    let refuse = |why: String| Error::Usage(format!("--in-place: {why}"));
-    if options.format != OutputFormat::Vhd || options.disk_type != DiskType::Fixed {
-        return Err(refuse("only a fixed VHD is made in place (the flat file becomes its data); pass --type fixed and a .vhd name".into()));
-    }
-    if options.verify {
-        return Err(refuse("no data is copied, so there is nothing to verify; run vdconv compare on a copy instead".into()));
-    }
-    let flat = src.in_place_file().map_err(refuse)?;
+    let dst = plan.destination.as_path();
+    let flat = src
+        .in_place_file()
+        .map_err(|why| Error::usage(Some("--in-place"), why))?;
     let source_size = src.virtual_size();
-    let size = target::output_size(options.target, source_size)?;
-    let max = if options.target == Some(Target::Azure) {
-        target::AZURE_MAX_SIZE
-    } else {
-        vhd::write::MAX_SIZE
-    };
-    vhd::write::check_size(size, max)?;
-    if !options.force && std::fs::symlink_metadata(dst).is_ok() {
-        return Err(Error::OutputExists {
-            path: dst.to_path_buf(),
-        });
+    let size = plan.output_size(source_size)?;
+    if !plan.force && std::fs::symlink_metadata(dst).is_ok() {
+        return Err(Error::exists(dst));
     }
     refuse_input_as_output(src, dst)?;
     let file = std::fs::OpenOptions::new()
@@ -291,44 +323,43 @@ pub fn convert_in_place(
     let undo = |e: Error| {
         // Put the flat file back as it was, so the VMDK stays valid.
         let _ = file.set_len(source_size);
+        let _ = file.sync_all();
         e
     };
-    check_interrupted()?;
+    cancel.check()?;
     file.set_len(size)
-        .map_err(|e| Error::output_io(&flat, "(growing to the rounded size)", e))?;
+        .map_err(|e| undo(Error::output_io(&flat, "(growing to the rounded size)", e)))?;
     let footer = vhd::footer::Footer::new(
         size,
         vhd::footer::DISK_FIXED,
         vhd::footer::NO_DATA_OFFSET,
-        *uuid::Uuid::new_v4().as_bytes(),
+        Identity::random_now(),
     );
     file.write_all_at(zerocopy::IntoBytes::as_bytes(&footer), size)
         .and_then(|()| file.sync_all())
         .map_err(|e| undo(Error::output_io(&flat, "(appending the VHD footer)", e)))?;
-    if check_interrupted().is_err() {
-        return Err(undo(Error::Interrupted));
+    if let Err(e) = cancel.check() {
+        return Err(undo(e));
     }
-    std::fs::rename(&flat, dst).map_err(|e| {
-        undo(Error::output_io(
-            dst,
-            format!(
-                "(renaming {} into place; in-place conversion needs both on one file system)",
-                flat.display()
-            ),
-            e,
-        ))
-    })?;
+    crate::output::move_into_place(&flat, dst, plan.force).map_err(undo)?;
     Ok(ConvertReport {
+        schema_version: SCHEMA_VERSION,
+        source: src.path().display().to_string(),
         destination: dst.to_path_buf(),
         format: OutputFormat::Vhd,
         disk_type: DiskType::Fixed,
-        target: options.target,
+        target: plan.target,
         source_size,
         virtual_size: size,
-        block_size: 0,
+        rounded: size != source_size,
+        block_size: None,
         file_size: size + 512,
         data_bytes_written: 0,
+        verified: None,
         sha256: None,
+        source_sha256: None,
+        files: vec![dst.to_path_buf()],
+        warnings: src.warnings().to_vec(),
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -357,7 +388,7 @@ fn read_runs(src: &mut dyn Disk, runs: &[Run], offset: u64, data: &mut [u8]) -> 
         let piece = &mut data[at..at + r.len as usize];
         match r.kind {
             RunKind::Data => src.read_at(r.offset, piece)?,
-            RunKind::Zero => piece.fill(0),
+            RunKind::Zero | RunKind::Parent => piece.fill(0),
         }
     }
     Ok(())
@@ -384,9 +415,9 @@ enum Job {
 const IN_FLIGHT: usize = 3;
 
 /// Runs `produce` on this thread and the writer on another, so that reading and
-/// inflating overlap with writing. `produce` hands each chunk to `send(offset, buffer,
-/// len)`, which returns an empty buffer to fill next. Returns the bytes written and the
-/// writer, ready to finish.
+/// inflating overlap with writing. `produce` hands each chunk to `send(job)`, which
+/// returns an empty buffer to fill next after a write. Returns the data bytes written and
+/// the writer, ready to finish.
 fn pipeline(
     mut writer: Box<dyn ImageWriter>,
     produce: impl FnOnce(&mut dyn FnMut(Job) -> Result<Option<Vec<u8>>>) -> Result<()>,
@@ -405,8 +436,7 @@ fn pipeline(
             for job in full_rx {
                 match job {
                     Job::Write { offset, buf, len } => {
-                        writer.write(offset, &buf[..len])?;
-                        written += len as u64;
+                        written += writer.write(offset, &buf[..len])?;
                         // The producer may have stopped: a closed return channel is fine.
                         let _ = empty_tx.send(buf);
                     }
@@ -426,15 +456,19 @@ fn pipeline(
         let produced = produce(&mut |job| {
             // A failed send means the writer stopped with an error, reported below.
             let wants_buffer = matches!(job, Job::Write { .. });
-            full_tx.send(job).map_err(|_| Error::Interrupted)?;
+            full_tx.send(job).map_err(|_| Error::interrupted())?;
             if wants_buffer {
-                empty_rx.recv().map(Some).map_err(|_| Error::Interrupted)
+                empty_rx.recv().map(Some).map_err(|_| Error::interrupted())
             } else {
                 Ok(None)
             }
         });
         drop(full_tx);
-        let consumed = consumer.join().expect("writer thread panicked");
+        let consumed = consumer.join().unwrap_or_else(|_| {
+            Err(Error::output_limit(
+                "the writing thread failed unexpectedly",
+            ))
+        });
         // The writer's own error explains a producer that could not hand over.
         match (produced, consumed) {
             (_, Err(e)) => Err(e),
@@ -446,31 +480,39 @@ fn pipeline(
 
 /// Reads the finished (not yet committed) output through vdconv's own reader and checks
 /// that its contents hash to what the source hashed to.
-fn verify_output(out: &Output, expected: &[u8; 32]) -> Result<()> {
-    let mut disk = crate::open(out.temp_path(), crate::OpenOptions::default()).map_err(|e| {
-        Error::Verify(format!(
-            "{}: the written image cannot be read back: {e}",
-            out.path().display()
-        ))
+fn verify_output(
+    out: &Output,
+    expected: &[u8; 32],
+    cancel: &Cancel,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<()> {
+    let dst = crate::sink::Sink::path(out).to_path_buf();
+    let options = OpenOptions {
+        cancel: cancel.clone(),
+        ..Default::default()
+    };
+    let mut disk = crate::open(out.temp_path(), &options).map_err(|e| {
+        Error::verify_failed(&dst, format!("the written image cannot be read back: {e}"))
     })?;
-    let found = content_sha256(disk.as_mut())?;
+    let total = disk.virtual_size();
+    let found = content_sha256(disk.as_mut(), cancel, &mut |done| {
+        progress(Progress {
+            phase: Phase::Verify,
+            done,
+            total,
+        })
+    })?;
     if &found != expected {
-        return Err(Error::Verify(format!(
-            "{}: contents read back (SHA-256 {}) differ from the source ({})",
-            out.path().display(),
-            hex(&found),
-            hex(expected)
-        )));
+        return Err(Error::verify_failed(
+            &dst,
+            format!(
+                "contents read back (SHA-256 {}) differ from the source ({})",
+                hex(&found),
+                hex(expected)
+            ),
+        ));
     }
     Ok(())
-}
-
-/// True when every byte is zero.
-pub fn is_zero(data: &[u8]) -> bool {
-    // Compare 16-byte words, then the unaligned ends.
-    // SAFETY: every bit pattern is a valid u128.
-    let (head, words, tail) = unsafe { data.align_to::<u128>() };
-    head.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&b| b == 0)
 }
 
 /// Refuses a destination that is one of the files the source reads.
@@ -484,40 +526,8 @@ fn refuse_input_as_output(src: &dyn Disk, dst: &Path) -> Result<()> {
             && m.dev() == dst_meta.dev()
             && m.ino() == dst_meta.ino()
         {
-            return Err(Error::OutputIsInput {
-                path: dst.to_path_buf(),
-            });
+            return Err(Error::output_is_input(dst));
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zero_detection_sees_every_byte() {
-        let mut v = vec![0u8; 4099];
-        assert!(is_zero(&v));
-        for at in [0, 1, 15, 16, 2048, 4097, 4098] {
-            v[at] = 1;
-            assert!(!is_zero(&v[..]), "byte {at}");
-            assert!(!is_zero(&v[1..]) || at == 0);
-            v[at] = 0;
-        }
-    }
-
-    #[test]
-    fn format_from_extension() {
-        assert_eq!(
-            OutputFormat::from_path(Path::new("a/b.VHD")),
-            Some(OutputFormat::Vhd)
-        );
-        assert_eq!(
-            OutputFormat::from_path(Path::new("b.vhdx")),
-            Some(OutputFormat::Vhdx)
-        );
-        assert_eq!(OutputFormat::from_path(Path::new("b.img")), None);
-    }
 }

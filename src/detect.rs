@@ -12,6 +12,8 @@ pub enum Format {
     VmdkDescriptor,
     Vhd,
     Vhdx,
+    /// A raw disk image: never detected, only named (`-f raw`).
+    Raw,
 }
 
 impl Format {
@@ -20,18 +22,40 @@ impl Format {
             Format::VmdkSparse | Format::VmdkDescriptor => "vmdk",
             Format::Vhd => "vhd",
             Format::Vhdx => "vhdx",
+            Format::Raw => "raw",
         }
     }
 }
 
-/// Identifies the file, refusing by name the formats vdconv recognises but does not read.
+/// Identifies the file, refusing by name the formats vdconv recognises but does not read,
+/// and naming the descriptor when the file is an extent of one.
 pub fn detect(file: &InputFile) -> Result<Format> {
+    if let Some(format) = identify(file)? {
+        return Ok(format);
+    }
+    if let Some(descriptor) = vmdk::extents::descriptor_naming(file.path()) {
+        return Err(Error::is_extent(
+            file.path(),
+            format!(
+                "is an extent of {}, which names it; convert that descriptor instead",
+                descriptor.display()
+            ),
+        ));
+    }
+    Err(Error::unsupported(
+        file.path(),
+        "file header at offset 0: format not recognised (no KDMV, descriptor, conectix or vhdxfile signature); if it is a raw disk image, pass -f raw",
+    ))
+}
+
+/// The format the file's signatures say, or None when none matches.
+pub fn identify(file: &InputFile) -> Result<Option<Format>> {
     let mut head = [0u8; 512];
     let n = file.len().min(512) as usize;
     file.read_exact_at(&mut head[..n], 0, "file header")?;
     let head = &head[..n];
     if head.starts_with(vmdk::header::MAGIC) {
-        return Ok(Format::VmdkSparse);
+        return Ok(Some(Format::VmdkSparse));
     }
     if head.starts_with(b"COWD") {
         return Err(Error::unsupported(
@@ -46,18 +70,15 @@ pub fn detect(file: &InputFile) -> Result<Format> {
         ));
     }
     if head.starts_with(vhdx::format::FILE_SIGNATURE) {
-        return Ok(Format::Vhdx);
+        return Ok(Some(Format::Vhdx));
     }
     if head.starts_with(vhd::footer::COOKIE) || has_vhd_footer(file)? {
-        return Ok(Format::Vhd);
+        return Ok(Some(Format::Vhd));
     }
     if looks_like_descriptor(head) {
-        return Ok(Format::VmdkDescriptor);
+        return Ok(Some(Format::VmdkDescriptor));
     }
-    Err(Error::unsupported(
-        file.path(),
-        "file header at offset 0: format not recognised (no KDMV, descriptor, conectix or vhdxfile signature)",
-    ))
+    Ok(None)
 }
 
 fn has_vhd_footer(file: &InputFile) -> Result<bool> {

@@ -1,99 +1,42 @@
-//! What `vdconv info` reports about an image, as one serialisable record.
+//! `vdconv info`: what the reader says about the image, with what lies above the format
+//! (the partition table inside the disk, what the adapter type means on Hyper-V).
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ImageInfo {
-    /// The path given.
-    pub file: String,
-    /// "vmdk", "vhd" or "vhdx".
-    pub format: &'static str,
-    /// VMDK createType, or "fixed" / "dynamic" / "differencing".
-    pub layout: String,
-    /// Guest-visible size in bytes.
-    pub virtual_size: u64,
-    /// Bytes of the virtual disk mapped to stored data.
-    pub allocated_bytes: u64,
-    /// The pieces the disk is made of, in order.
-    pub extents: Vec<ExtentInfo>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vmdk: Option<VmdkDetails>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vhd: Option<VhdDetails>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub vhdx: Option<VhdxDetails>,
-    /// The partition table found inside the virtual disk.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub partitions: Option<crate::partition::PartitionTable>,
-    /// Anomalies that were tolerated.
-    pub warnings: Vec<String>,
-}
+use crate::cancel::Cancel;
+use crate::disk::{Disk, ImageInfo};
+use crate::error::Result;
+use crate::partition::{self, PartitionTable};
+use crate::report::SCHEMA_VERSION;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ExtentInfo {
-    /// RW, RDONLY or NOACCESS.
-    pub access: String,
-    /// FLAT, SPARSE, ZERO, VMFS, ... (VMDK) or the VHD/VHDX layout.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Where the extent starts on the virtual disk, in bytes.
-    pub start: u64,
-    /// Its length in bytes.
-    pub size: u64,
-    /// The file holding it, resolved (absent for ZERO).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<String>,
-    /// Byte offset of the extent's data in that file (FLAT/VMFS).
-    pub file_offset: u64,
+pub struct InfoReport {
+    pub schema_version: u32,
+    #[serde(flatten)]
+    pub image: ImageInfo,
+    /// The partition table found inside the virtual disk; null when it cannot be read
+    /// (a warning says why).
+    pub partitions: Option<PartitionTable>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Geometry {
-    pub cylinders: u64,
-    pub heads: u64,
-    pub sectors: u64,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct VmdkDetails {
-    pub version: Option<String>,
-    pub cid: Option<String>,
-    pub parent_cid: Option<String>,
-    pub create_type: Option<String>,
-    /// ddb.adapterType: ide, lsilogic, buslogic, lsisas1068, pvscsi.
-    pub adapter_type: Option<String>,
-    /// What the adapter type means for Hyper-V.
-    pub adapter_hyperv: Option<String>,
-    /// ddb.virtualHWVersion.
-    pub hardware_version: Option<String>,
-    /// ddb.geometry.cylinders/heads/sectors.
-    pub geometry: Option<Geometry>,
-    pub uuid: Option<String>,
-    pub long_content_id: Option<String>,
-    /// Whether the descriptor is embedded in the sparse file.
-    pub embedded_descriptor: bool,
-    /// Grain size in bytes of the first sparse extent.
-    pub grain_size: Option<u64>,
-    /// Whether grains are deflate-compressed (streamOptimized).
-    pub compressed: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct VhdDetails {
-    pub creator_app: String,
-    pub creator_version: String,
-    pub creator_host_os: String,
-    pub geometry: Geometry,
-    pub unique_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub block_size: Option<u64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct VhdxDetails {
-    pub block_size: u64,
-    pub logical_sector_size: u32,
-    pub physical_sector_size: u32,
-    /// The current header's sequence number.
-    pub sequence_number: u64,
+/// Describes an image for `info`. A damaged first sector does not hide everything else.
+pub fn describe(disk: &mut dyn Disk, cancel: &Cancel) -> Result<InfoReport> {
+    let mut image = disk.describe(cancel)?;
+    if let Some(v) = image.vmdk.as_mut() {
+        v.adapter_hyperv = v.adapter_type.as_deref().map(crate::target::adapter_note);
+    }
+    let partitions = match partition::inspect(disk) {
+        Ok(table) => Some(table),
+        Err(e) => {
+            image
+                .warnings
+                .push(format!("partition table unreadable: {e}"));
+            None
+        }
+    };
+    Ok(InfoReport {
+        schema_version: SCHEMA_VERSION,
+        image,
+        partitions,
+    })
 }

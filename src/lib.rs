@@ -1,53 +1,83 @@
 //! vdconv: convert VMware virtual disks (VMDK) to VHD and VHDX, exactly.
 //!
-//! Open any supported image with [`open`], which detects the format from the content, then
-//! [`convert::convert`] it, or ask it for [`info::ImageInfo`].
+//! Open any supported image with [`open`], which detects the format from the content (never
+//! from the name), then [`convert::convert`] it under a validated [`plan::ConvertPlan`],
+//! describe it with [`info::describe`], [`check`] its structure or [`compare::compare`] it
+//! with another. Every long walk takes a [`Cancel`] token.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use vdconv::{Cancel, OpenOptions};
+//! use vdconv::plan::{ConvertPlan, ConvertRequest};
+//!
+//! let cancel = Cancel::new();
+//! let options = OpenOptions { cancel: cancel.clone(), ..Default::default() };
+//! let mut disk = vdconv::open(Path::new("disk.vmdk"), &options)?;
+//! let plan = ConvertPlan::new(Path::new("disk.vhdx"), &ConvertRequest::default())?;
+//! let report = vdconv::convert::convert(disk.as_mut(), &plan, &cancel, &mut |_| {})?;
+//! println!("{} bytes of data written", report.data_bytes_written);
+//! # Ok::<(), vdconv::Error>(())
+//! ```
+//!
+//! Layers, lowest first; each imports only from those before it:
+//! 1. [`error`], [`rules`], [`cancel`], [`size`], [`zero`], [`identity`];
+//! 2. [`disk`]: the reader contract, input files, the `info` record;
+//! 3. formats: [`vmdk`], [`vhd`], [`vhdx`], [`raw`], [`partition`], [`guest`] (none imports
+//!    another, nor anything below), and [`sink`], the contract writers write through;
+//! 4. [`output`]: the destination file;
+//! 5. the pipeline: [`target`], [`plan`], [`convert`], [`compare`], [`check`], [`info`],
+//!    [`report`].
+
+pub mod cancel;
+pub mod error;
+pub mod identity;
+pub mod rules;
+pub mod size;
+pub mod zero;
+
+pub mod disk;
+
+pub mod detect;
+pub mod guest;
+pub mod partition;
+pub mod raw;
+pub mod sink;
+pub mod vhd;
+pub mod vhdx;
+pub mod vmdk;
+
+pub mod output;
 
 pub mod check;
 pub mod compare;
 pub mod convert;
-pub mod detect;
-pub mod disk;
-pub mod error;
-pub mod guest;
 pub mod info;
-pub mod output;
-pub mod partition;
-pub mod size;
+pub mod plan;
+pub mod report;
 pub mod target;
-pub mod vhd;
-pub mod vhdx;
-pub mod vmdk;
-pub mod writer;
 
 use std::path::Path;
 
-pub use disk::Disk;
-pub use error::{Error, ExitClass, Result};
-pub use vmdk::OpenOptions;
+pub use cancel::Cancel;
+pub use detect::Format;
+pub use disk::{Disk, OpenOptions};
+pub use error::{Error, ErrorKind, ExitClass, Result};
 
-use detect::Format;
 use disk::InputFile;
 
-/// Describes an image for `info`: its own details and the partition table inside it.
-pub fn describe(disk: &mut dyn Disk) -> Result<info::ImageInfo> {
-    let mut info = disk.info()?;
-    // A damaged first sector should not hide everything else `info` can say.
-    match partition::inspect(disk) {
-        Ok(table) => info.partitions = Some(table),
-        Err(e) => info
-            .warnings
-            .push(format!("partition table unreadable: {e}")),
-    }
-    Ok(info)
-}
-
-/// Opens an image, detecting its format from its content (never from its name).
-pub fn open(path: &Path, options: OpenOptions) -> Result<Box<dyn Disk>> {
+/// Opens an image, detecting its format from its content (never from its name). With
+/// `options.raw_fallback`, a file no signature matches is read as a raw disk image.
+pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Disk>> {
     let file = InputFile::open(path)?;
-    Ok(match detect::detect(&file)? {
+    let format = if options.raw_fallback {
+        detect::identify(&file)?.unwrap_or(Format::Raw)
+    } else {
+        detect::detect(&file)?
+    };
+    Ok(match format {
         Format::Vhdx => Box::new(vhdx::read::VhdxDisk::open(file)?),
         Format::Vhd => Box::new(vhd::read::VhdDisk::open(file)?),
-        format => Box::new(vmdk::VmdkDisk::open(file, format, options)?),
+        Format::Raw => Box::new(raw::RawDisk::open(file)),
+        vmdk => Box::new(vmdk::VmdkDisk::open(file, vmdk, options)?),
     })
 }

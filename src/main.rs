@@ -1,63 +1,127 @@
-//! The vdconv binary: parse arguments, call the library, turn its error into an exit code.
+//! The vdconv binary: parse, run, print, exit. Raw flags become the library's validated
+//! plan once (`request`); every outcome leaves through one exit path in `main`, which
+//! re-raises SIGINT/SIGTERM after cleanup so that shell loops stop.
 
 mod cli;
+mod progress;
+mod text;
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
-use clap::Parser;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::json;
+use clap::{CommandFactory, Parser};
+use serde::Serialize;
 
 use cli::{
     CheckArgs, CheckTargetArg, Cli, Command, CompareArgs, ConvertArgs, FormatArg, InfoArgs,
-    ProgressArg, SparseArg, TargetArg, TypeArg,
+    SparseArg, TargetArg, TypeArg,
 };
-use vdconv::convert::{self, ConvertOptions, DiskType, OutputFormat, SparseMode};
-use vdconv::target::{self, Target};
-use vdconv::{Error, OpenOptions};
+use progress::Reporter;
+use vdconv::plan::{ConvertPlan, ConvertRequest, DiskType, OutputFormat, SparseMode};
+use vdconv::report::ErrorReport;
+use vdconv::target::Target;
+use vdconv::{Cancel, Error, ErrorKind, OpenOptions};
+
+/// How a run ended when it did not fail.
+type Outcome = Result<u8, Error>;
 
 fn main() -> ExitCode {
+    let wants_json = std::env::args_os().any(|a| a == "--json");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            if wants_json {
+                let first = e.to_string();
+                let line = first
+                    .lines()
+                    .next()
+                    .unwrap_or("usage error")
+                    .trim_start_matches("error: ");
+                let err = Error::usage(None, line.to_string());
+                let _ = print_json(&ErrorReport::new(&err));
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(2);
         }
     };
-    let common = match &cli.command {
-        Command::Convert(a) => &a.common,
-        Command::Info(a) => &a.common,
-        Command::Compare(a) => &a.common,
-        Command::Check(a) => &a.common,
+    let (json, quiet, verbose) = match &cli.command {
+        Command::Convert(a) => flags(&a.common),
+        Command::Info(a) => flags(&a.common),
+        Command::Compare(a) => flags(&a.common),
+        Command::Check(a) => flags(&a.common),
+        Command::Completions(_) | Command::Man => (false, false, 0),
     };
-    init_tracing(common.verbose, common.quiet);
-    QUIET.store(common.quiet, std::sync::atomic::Ordering::Relaxed);
-    // SIGINT/SIGTERM: ask the conversion to stop; it removes its temporary file.
-    let _ = ctrlc::set_handler(convert::interrupt);
-    let result = match &cli.command {
-        Command::Convert(args) => run_convert(args),
-        Command::Info(args) => run_info(args),
-        Command::Compare(args) => run_compare(args),
-        Command::Check(args) => run_check(args),
+    init_tracing(verbose, quiet);
+    let cancel = Cancel::new();
+    install_signal_handlers(&cancel);
+    let outcome = match &cli.command {
+        Command::Convert(args) => run_convert(args, &cancel),
+        Command::Info(args) => run_info(args, &cancel),
+        Command::Compare(args) => run_compare(args, &cancel),
+        Command::Check(args) => run_check(args, &cancel),
+        Command::Completions(args) => print_completions(args.shell),
+        Command::Man => print_man(),
     };
-    match result {
+    match outcome {
         Ok(code) => ExitCode::from(code),
+        Err(e) if e.kind() == ErrorKind::OutputIo && is_broken_pipe(&e) => {
+            // The reader of our stdout went away (`| head`): nothing more to say.
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            let code = match e.downcast_ref::<Error>() {
-                Some(err) => err.class().code(),
-                None => 3,
-            };
-            eprintln!("vdconv: error: {e}");
-            ExitCode::from(code as u8)
+            if json {
+                let _ = print_json(&ErrorReport::new(&e));
+            }
+            let _ = writeln!(std::io::stderr(), "vdconv: error: {e}");
+            if let Some(signal) = cancel.signal() {
+                reraise(signal);
+            }
+            ExitCode::from(e.class().code())
         }
     }
 }
 
+fn flags(c: &cli::Common) -> (bool, bool, u8) {
+    (c.json, c.quiet, c.verbose)
+}
+
+fn is_broken_pipe(e: &Error) -> bool {
+    use std::error::Error as _;
+    e.source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// SIGINT and SIGTERM set the token (only an atomic store in the handler); the run then
+/// stops at its next check, removes its temporary file, and `main` re-raises the signal.
+fn install_signal_handlers(cancel: &Cancel) {
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let flag = cancel.flag();
+        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+        let _ = unsafe {
+            signal_hook::low_level::register(signal, move || {
+                flag.store(signal, std::sync::atomic::Ordering::SeqCst)
+            })
+        };
+    }
+}
+
+/// Dies of `signal` with its default action, so the shell sees the signal (130 for
+/// SIGINT) and a loop around vdconv stops, as it would for any well-behaved tool.
+fn reraise(signal: i32) {
+    let _ = signal_hook::low_level::emulate_default_handler(signal);
+}
+
 fn init_tracing(verbose: u8, quiet: bool) {
     let level = match (quiet, verbose) {
-        (true, _) => tracing::Level::ERROR,
-        (false, 0) => tracing::Level::WARN,
+        (true, _) | (false, 0) => tracing::Level::ERROR,
         (false, 1) => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
@@ -65,121 +129,115 @@ fn init_tracing(verbose: u8, quiet: bool) {
         .with_writer(std::io::stderr)
         .with_max_level(level)
         .with_target(false)
+        .with_level(false)
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
 }
 
-fn open_options(common: &cli::Common) -> OpenOptions {
+fn open_options(common: &cli::Common, cancel: &Cancel) -> OpenOptions {
     OpenOptions {
         allow_outside_paths: common.allow_outside_paths,
+        cancel: cancel.clone(),
+        raw_fallback: common.input_format.is_some(),
     }
 }
 
 /// Tolerated anomalies and platform advice: one line each on stderr, unless -q.
-fn warn_all(warnings: &[String]) {
-    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+fn warn_all(quiet: bool, warnings: &[String]) {
+    if quiet {
         return;
     }
+    let mut err = std::io::stderr().lock();
     for w in warnings {
-        eprintln!("vdconv: warning: {w}");
+        let _ = writeln!(err, "vdconv: warning: {w}");
     }
 }
 
-static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-fn usage(msg: String) -> anyhow::Error {
-    Error::Usage(msg).into()
-}
-
-fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
-    let target = args.target.map(|t| match t {
-        TargetArg::Azure => Target::Azure,
-        TargetArg::HypervGen1 => Target::HypervGen1,
-        TargetArg::HypervGen2 => Target::HypervGen2,
-    });
-    let asked_format = match args.format {
-        Some(FormatArg::Vhd) => Some(OutputFormat::Vhd),
-        Some(FormatArg::Vhdx) => Some(OutputFormat::Vhdx),
-        None => OutputFormat::from_path(&args.dst),
-    };
-    let asked_type = args
-        .disk_type
-        .map(|t| match t {
-            TypeArg::Fixed => DiskType::Fixed,
-            TypeArg::Dynamic => DiskType::Dynamic,
-        })
-        // In place makes a fixed VHD: that is what a flat file plus a footer is.
-        .or(args.in_place.then_some(DiskType::Fixed));
-    let (format, disk_type) = target::resolve(target, asked_format, asked_type)?;
-    let format = format.ok_or_else(|| {
-        usage(format!(
-            "{}: cannot tell the output format from the name; give -O vhd or -O vhdx",
-            args.dst.display()
-        ))
-    })?;
+/// The raw convert flags as the library's request: types mapped, the size parsed, the
+/// reproducible time read from SOURCE_DATE_EPOCH. Validation is the plan's.
+fn request(args: &ConvertArgs) -> Result<ConvertRequest, Error> {
     let block_size = match &args.block_size {
         Some(text) => Some(vdconv::size::parse_size(text).ok_or_else(|| {
-            usage(format!(
-                "--block-size {text:?}: expected bytes or a size like 2M"
-            ))
+            Error::usage(
+                Some("--block-size"),
+                format!("{text:?} is not bytes or a size like 2M"),
+            )
         })?),
         None => None,
     };
-    let options = ConvertOptions {
-        format,
-        disk_type,
-        target,
+    let reproducible_time = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+            Error::usage(
+                Some("SOURCE_DATE_EPOCH"),
+                format!("{v:?} is not a number of seconds since 1970"),
+            )
+        })?),
+        Err(_) => None,
+    };
+    Ok(ConvertRequest {
+        format: args.format.map(|f| match f {
+            FormatArg::Vhd => OutputFormat::Vhd,
+            FormatArg::Vhdx => OutputFormat::Vhdx,
+        }),
+        disk_type: args.disk_type.map(|t| match t {
+            TypeArg::Fixed => DiskType::Fixed,
+            TypeArg::Dynamic => DiskType::Dynamic,
+        }),
+        target: args.target.map(|t| match t {
+            TargetArg::Azure => Target::Azure,
+            TargetArg::HypervGen1 => Target::HypervGen1,
+            TargetArg::HypervGen2 => Target::HypervGen2,
+        }),
         block_size,
-        sparse: match args.sparse {
+        logical_sector: args.logical_sector,
+        physical_sector: args.physical_sector,
+        sparse: args.sparse.map(|s| match s {
             SparseArg::Auto => SparseMode::Auto,
             SparseArg::Always => SparseMode::Always,
             SparseArg::Never => SparseMode::Never,
-        },
-        logical_sector: args.logical_sector,
-        physical_sector: args.physical_sector,
-        force: args.force,
+        }),
+        in_place: args.in_place,
         verify: args.verify,
-    };
-    let mut disk = vdconv::open(&args.src, open_options(&args.common))?;
-    warn_all(disk.warnings());
-    let size = disk.virtual_size();
-    let mut notes = Vec::new();
-    if let Some(t) = target {
-        match vdconv::partition::inspect(disk.as_mut()) {
-            Ok(table) => {
-                notes = target::fit_warnings(t, &table, size, disk.adapter_type().as_deref())
-            }
-            Err(e) => notes.push(format!("partition table unreadable, fit not checked: {e}")),
-        }
-        let out_size = target::output_size(target, size)?;
+        force: args.force,
+        reproducible_time,
+    })
+}
+
+fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
+    let common = &args.common;
+    let plan = ConvertPlan::new(&args.dst, &request(args)?)?;
+    let mut disk = vdconv::open(&args.src, &open_options(common, cancel))?;
+    let mut advice = Vec::new();
+    if let Some(t) = plan.target {
+        advice = vdconv::target::advice(t, disk.as_mut());
+        let size = disk.virtual_size();
+        let out_size = plan.output_size(size)?;
         if out_size != size {
-            notes.push(format!(
+            advice.push(format!(
                 "virtual size rounded up from {size} to {out_size} bytes (Azure takes whole MiB); the added bytes are zeros"
             ));
         }
-        warn_all(&notes);
     }
-    let bar = progress_bar(args.progress, args.common.quiet, size);
-    let report = if args.in_place {
-        convert::convert_in_place(disk.as_mut(), &args.dst, &options)?
-    } else {
-        convert::convert(disk.as_mut(), &args.dst, &options, &mut |done| {
-            bar.set_position(done)
-        })?
-    };
-    bar.finish_and_clear();
-    if args.common.json {
-        let mut doc = serde_json::to_value(&report)?;
-        doc["source"] = json!(args.src);
-        doc["rounded"] = json!(report.virtual_size != report.source_size);
-        doc["verified"] = json!(report.sha256.is_some());
-        doc["warnings"] = json!(disk.warnings().iter().chain(&notes).collect::<Vec<_>>());
-        print_json(&doc)?;
-    } else if !args.common.quiet {
-        eprintln!(
-            "vdconv: wrote {} ({} bytes virtual, {} bytes of data) in {:.2}s",
-            args.dst.display(),
+    warn_all(common.quiet, disk.warnings());
+    warn_all(common.quiet, &advice);
+    let mut reporter = Reporter::new(args.progress, common.quiet, &args.src.display().to_string());
+    let result =
+        vdconv::convert::convert(disk.as_mut(), &plan, cancel, &mut |p| reporter.update(p));
+    reporter.finish();
+    let mut report = result?;
+    report.warnings.extend(advice);
+    if common.json {
+        print_json(&report)?;
+    } else if !common.quiet {
+        let verified = match &report.sha256 {
+            Some(digest) => format!("; verified, SHA-256 {digest}"),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            std::io::stderr(),
+            "vdconv: wrote {} ({} bytes virtual, {} bytes of data) in {:.2}s{verified}",
+            report.destination.display(),
             report.virtual_size,
             report.data_bytes_written,
             report.seconds
@@ -188,207 +246,98 @@ fn run_convert(args: &ConvertArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn progress_bar(mode: ProgressArg, quiet: bool, total: u64) -> ProgressBar {
-    let show = match mode {
-        ProgressArg::Always => true,
-        ProgressArg::Never => false,
-        ProgressArg::Auto => std::io::stderr().is_terminal() && !quiet,
-    };
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("valid template"),
-    );
-    bar
-}
-
-fn run_check(args: &CheckArgs) -> anyhow::Result<u8> {
+fn run_check(args: &CheckArgs, cancel: &Cancel) -> Outcome {
     let report = match args.target {
-        Some(CheckTargetArg::Azure) => vdconv::check::check_azure(&args.img)?,
-        None => vdconv::check::check(&args.img, open_options(&args.common))?,
+        Some(CheckTargetArg::Azure) => vdconv::check::check_azure(&args.img, cancel)?,
+        None => vdconv::check::check(&args.img, &open_options(&args.common, cancel))?,
     };
     if args.common.json {
-        print_json(&serde_json::to_value(&report)?)?;
-    } else if report.clean() {
-        println!(
-            "{}: clean ({} {} rules)",
-            report.file, report.format, report.rules
-        );
+        print_json(&report)?;
     } else {
-        for finding in &report.findings {
-            let at = finding
-                .offset
-                .map(|o| format!(" at offset {o}"))
-                .unwrap_or_default();
-            println!("{}: {}{at}: {}", report.file, finding.rule, finding.message);
-        }
-        println!("{}: {} finding(s)", report.file, report.findings.len());
+        print_text(&text::check(&report))?;
     }
-    Ok(if report.clean() { 0 } else { 1 })
+    Ok(if report.clean { 0 } else { 1 })
 }
 
-fn run_compare(args: &CompareArgs) -> anyhow::Result<u8> {
-    let options = open_options(&args.common);
-    let mut a = vdconv::open(&args.a, options)?;
-    let mut b = vdconv::open(&args.b, options)?;
-    warn_all(a.warnings());
-    warn_all(b.warnings());
-    let bar = progress_bar(
+fn run_compare(args: &CompareArgs, cancel: &Cancel) -> Outcome {
+    let options = open_options(&args.common, cancel);
+    let mut a = vdconv::open(&args.a, &options)?;
+    let mut b = vdconv::open(&args.b, &options)?;
+    warn_all(args.common.quiet, a.warnings());
+    warn_all(args.common.quiet, b.warnings());
+    let total = a.virtual_size().min(b.virtual_size());
+    let mut reporter = Reporter::new(
         args.progress,
         args.common.quiet,
-        a.virtual_size().min(b.virtual_size()),
+        &args.a.display().to_string(),
     );
-    let report =
-        vdconv::compare::compare(a.as_mut(), b.as_mut(), &mut |done| bar.set_position(done))?;
-    bar.finish_and_clear();
+    let result =
+        vdconv::compare::compare(a.as_mut(), b.as_mut(), args.strict, cancel, &mut |done| {
+            reporter.update(vdconv::convert::Progress {
+                phase: vdconv::convert::Phase::Compare,
+                done,
+                total,
+            })
+        });
+    reporter.finish();
+    let report = result?;
     if args.common.json {
-        print_json(&serde_json::to_value(&report)?)?;
-    } else if report.identical {
-        println!("identical ({} bytes)", report.size_a);
+        print_json(&report)?;
     } else {
-        let at = report
-            .first_difference
-            .map(|o| format!("first difference at byte offset {o}"))
-            .unwrap_or_else(|| "contents equal up to the smaller size".to_string());
-        println!(
-            "different: {at}; sizes {} and {} bytes",
-            report.size_a, report.size_b
-        );
+        print_text(&text::compare(&report))?;
     }
     Ok(if report.identical { 0 } else { 1 })
 }
 
-fn run_info(args: &InfoArgs) -> anyhow::Result<u8> {
-    let mut disk = vdconv::open(&args.img, open_options(&args.common))?;
-    let info = vdconv::describe(disk.as_mut())?;
+fn run_info(args: &InfoArgs, cancel: &Cancel) -> Outcome {
+    let mut disk = vdconv::open(&args.img, &open_options(&args.common, cancel))?;
+    let info = vdconv::info::describe(disk.as_mut(), cancel)?;
     if args.common.json {
-        print_json(&serde_json::to_value(&info)?)?;
+        print_json(&info)?;
         return Ok(0);
     }
-    warn_all(&info.warnings);
-    print!("{}", info_text(&info)?);
+    warn_all(args.common.quiet, &info.image.warnings);
+    print_text(&text::info(&info))?;
     Ok(0)
 }
 
-/// `info` for a person: one fact a line.
-fn info_text(info: &vdconv::info::ImageInfo) -> anyhow::Result<String> {
-    let mut out = String::new();
-    use std::fmt::Write as _;
-    let _ = writeln!(out, "file: {}", info.file);
-    let _ = writeln!(out, "format: {} ({})", info.format, info.layout);
-    let _ = writeln!(
-        out,
-        "virtual size: {} bytes ({})",
-        info.virtual_size,
-        human(info.virtual_size)
-    );
-    let _ = writeln!(
-        out,
-        "allocated: {} bytes ({})",
-        info.allocated_bytes,
-        human(info.allocated_bytes)
-    );
-    if let Some(v) = &info.vmdk {
-        if let Some(a) = &v.adapter_type {
-            let _ = writeln!(out, "adapter type: {a}");
-        }
-        if let Some(a) = &v.adapter_hyperv {
-            let _ = writeln!(out, "  on Hyper-V: {a}");
-        }
-        if let Some(h) = &v.hardware_version {
-            let _ = writeln!(out, "virtual hardware version: {h}");
-        }
-        if let Some(g) = &v.geometry {
-            let _ = writeln!(out, "geometry: {}/{}/{}", g.cylinders, g.heads, g.sectors);
-        }
-        if let Some(g) = v.grain_size {
-            let _ = writeln!(
-                out,
-                "grain size: {g} bytes{}",
-                if v.compressed { ", compressed" } else { "" }
-            );
-        }
-    }
-    if let Some(v) = &info.vhd {
-        let _ = writeln!(
-            out,
-            "creator: {:?} {} on {:?}; geometry {}/{}/{}",
-            v.creator_app,
-            v.creator_version,
-            v.creator_host_os,
-            v.geometry.cylinders,
-            v.geometry.heads,
-            v.geometry.sectors
-        );
-        if let Some(b) = v.block_size {
-            let _ = writeln!(out, "block size: {b} bytes");
-        }
-    }
-    if let Some(v) = &info.vhdx {
-        let _ = writeln!(
-            out,
-            "block size: {} bytes; sectors: logical {}, physical {}",
-            v.block_size, v.logical_sector_size, v.physical_sector_size
-        );
-    }
-    let _ = writeln!(out, "extents:");
-    for e in &info.extents {
-        let _ = writeln!(
-            out,
-            "  {} {} at {} size {}{}",
-            e.access,
-            e.kind,
-            e.start,
-            e.size,
-            e.file
-                .as_ref()
-                .map(|f| format!(" file {f} offset {}", e.file_offset))
-                .unwrap_or_default()
-        );
-    }
-    if let Some(t) = &info.partitions {
-        let _ = writeln!(
-            out,
-            "partition table: {}{}",
-            serde_json::to_value(t.scheme)?.as_str().unwrap_or_default(),
-            if t.bootable { ", bootable" } else { "" }
-        );
-        for p in &t.partitions {
-            let _ = writeln!(
-                out,
-                "  {} {} ({}) at {} size {}{}",
-                p.number,
-                p.type_name,
-                p.type_id,
-                p.start,
-                p.size,
-                if p.bootable { " active" } else { "" }
-            );
-        }
-        for problem in &t.problems {
-            let _ = writeln!(out, "  problem: {problem}");
-        }
-    }
-    Ok(out)
+fn print_completions(shell: clap_complete::Shell) -> Outcome {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "vdconv", &mut out);
+    write_stdout(&out)?;
+    Ok(0)
 }
 
-fn print_json(doc: &serde_json::Value) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut stdout, doc)?;
-    writeln!(stdout)?;
-    Ok(())
+fn print_man() -> Outcome {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut out)
+        .map_err(|e| Error::output_io(Path::new("stdout"), "the manual page", e))?;
+    write_stdout(&out)?;
+    Ok(0)
 }
 
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
+/// Writes to stdout; a failure (a full disk, a closed pipe) is an output error, never a
+/// panic.
+fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::output_io(Path::new("stdout"), "the result", e))
+}
+
+fn print_text(text: &str) -> Result<(), Error> {
+    write_stdout(text.as_bytes())
+}
+
+fn print_json<T: Serialize>(doc: &T) -> Result<(), Error> {
+    let mut text = serde_json::to_string_pretty(doc).map_err(|e| {
+        Error::output_io(
+            Path::new("stdout"),
+            "the JSON document",
+            std::io::Error::other(e),
+        )
+    })?;
+    text.push('\n');
+    write_stdout(text.as_bytes())
 }

@@ -18,6 +18,16 @@ pub enum Scheme {
     Gpt,
 }
 
+impl Scheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::None => "none",
+            Scheme::Mbr => "mbr",
+            Scheme::Gpt => "gpt",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Partition {
     pub number: u32,
@@ -60,7 +70,8 @@ fn mbr_type_name(t: u8) -> &'static str {
     match t {
         0x01 | 0x04 | 0x06 | 0x0b | 0x0c | 0x0e => "FAT",
         0x05 | 0x0f => "extended",
-        0x07 => "NTFS/exFAT",
+        0x07 => "Windows basic data (NTFS/exFAT)",
+        0x42 => "Windows dynamic disk (LDM)",
         0x27 => "Windows recovery",
         0x82 => "Linux swap",
         0x83 => "Linux",
@@ -78,7 +89,11 @@ fn gpt_type_name(guid: &str) -> &'static str {
     match guid {
         ESP => "EFI system",
         "e3c9e316-0b5c-4db8-817d-f92df00215ae" => "Microsoft reserved",
-        "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7" => "Microsoft basic data",
+        "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7" => "Windows basic data",
+        "5808c8aa-7e8f-42e0-85d2-e1e90434cfb3" => "Windows LDM metadata",
+        "af9b60a0-1431-4f62-bc68-3311714a69ad" => "Windows LDM data",
+        "a19d880f-05fc-4d3b-a006-743f0f84911e" => "Linux RAID",
+        "933ac7e1-2eb4-4f13-b844-0e14e2aef915" => "Linux home",
         "de94bba4-06d1-4d40-a16a-bfd50179d6ac" => "Windows recovery",
         "0fc63daf-8483-4772-8e79-3d69d8477de4" => "Linux filesystem",
         "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f" => "Linux swap",

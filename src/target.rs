@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use crate::convert::{DiskType, OutputFormat};
+use crate::disk::Disk;
 use crate::error::{Error, Result};
-use crate::partition::{PartitionTable, Scheme};
+use crate::partition::{self, PartitionTable, Scheme};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -25,38 +25,19 @@ pub enum Target {
     HypervGen2,
 }
 
-/// Output format and type for a target, from what the user asked (None = not asked).
-pub fn resolve(
-    target: Option<Target>,
-    format: Option<OutputFormat>,
-    disk_type: Option<DiskType>,
-) -> Result<(Option<OutputFormat>, DiskType)> {
-    match target {
-        Some(Target::Azure) => {
-            if format == Some(OutputFormat::Vhdx) {
-                return Err(Error::Usage(
-                    "--target azure: Azure takes only fixed VHD; name DST .vhd or pass -O vhd"
-                        .into(),
-                ));
-            }
-            if disk_type == Some(DiskType::Dynamic) {
-                return Err(Error::Usage(
-                    "--target azure: Azure takes only fixed VHD; drop --type dynamic".into(),
-                ));
-            }
-            Ok((Some(OutputFormat::Vhd), DiskType::Fixed))
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Azure => "azure",
+            Target::HypervGen1 => "hyperv-gen1",
+            Target::HypervGen2 => "hyperv-gen2",
         }
-        Some(Target::HypervGen2) => {
-            if format == Some(OutputFormat::Vhd) {
-                return Err(Error::Usage("--target hyperv-gen2: generation 2 machines boot only from VHDX; name DST .vhdx or pass -O vhdx".into()));
-            }
-            Ok((
-                Some(OutputFormat::Vhdx),
-                disk_type.unwrap_or(DiskType::Dynamic),
-            ))
-        }
-        Some(Target::HypervGen1) | None => Ok((format, disk_type.unwrap_or(DiskType::Dynamic))),
     }
+}
+
+/// `size` rounded up to a whole MiB; None past u64.
+pub fn whole_mib(size: u64) -> Option<u64> {
+    size.checked_next_multiple_of(MIB)
 }
 
 /// The output's virtual size for a target: Azure wants whole MiB, within its bounds.
@@ -64,18 +45,15 @@ pub fn output_size(target: Option<Target>, size: u64) -> Result<u64> {
     if target != Some(Target::Azure) {
         return Ok(size);
     }
-    let rounded = size.div_ceil(MIB) * MIB;
-    if rounded < AZURE_MIN_SIZE {
-        return Err(Error::OutputLimit(format!(
+    match whole_mib(size) {
+        Some(rounded) if rounded < AZURE_MIN_SIZE => Err(Error::output_limit(format!(
             "--target azure: the disk is {size} bytes; Azure takes disks of at least 20 MiB"
-        )));
-    }
-    if rounded > AZURE_MAX_SIZE {
-        return Err(Error::OutputLimit(format!(
+        ))),
+        Some(rounded) if rounded <= AZURE_MAX_SIZE => Ok(rounded),
+        _ => Err(Error::output_limit(format!(
             "--target azure: the disk is {size} bytes; Azure takes disks of at most 32767 GiB"
-        )));
+        ))),
     }
-    Ok(rounded)
 }
 
 /// What a VMware adapter type means for a Hyper-V machine.
@@ -88,6 +66,20 @@ pub fn adapter_note(adapter: &str) -> String {
             "{a} is a SCSI controller: Hyper-V generation 1 boots only from IDE, so attach the disk to IDE there; generation 2 boots from SCSI"
         ),
         other => format!("{other}: unknown adapter type"),
+    }
+}
+
+/// Advice about booting `disk` on `target`'s machines, from its partition table and
+/// adapter type; a partition table that cannot be read is said, not fatal.
+pub fn advice(target: Target, disk: &mut dyn Disk) -> Vec<String> {
+    match partition::inspect(disk) {
+        Ok(table) => fit_warnings(
+            target,
+            &table,
+            disk.virtual_size(),
+            disk.adapter_type().as_deref(),
+        ),
+        Err(e) => vec![format!("partition table unreadable, fit not checked: {e}")],
     }
 }
 
@@ -144,6 +136,7 @@ mod tests {
         assert_eq!(output_size(t, 30 * MIB).unwrap(), 30 * MIB);
         assert!(output_size(t, 19 * MIB).is_err());
         assert!(output_size(t, 32768 * GIB).is_err());
+        assert!(output_size(t, u64::MAX - 511).is_err(), "no wrap-around");
         assert_eq!(output_size(None, 12345 * 512).unwrap(), 12345 * 512);
     }
 
@@ -162,29 +155,5 @@ mod tests {
         assert!(fit_warnings(Target::HypervGen1, &table, 2 * TIB, Some("ide")).is_empty());
         let w = fit_warnings(Target::Azure, &table, GIB, Some("pvscsi"));
         assert!(w[0].contains("SCSI"), "{w:?}");
-    }
-
-    #[test]
-    fn targets_choose_or_refuse_formats() {
-        assert_eq!(
-            resolve(Some(Target::Azure), None, None).unwrap(),
-            (Some(OutputFormat::Vhd), DiskType::Fixed)
-        );
-        assert!(resolve(Some(Target::Azure), Some(OutputFormat::Vhdx), None).is_err());
-        assert!(resolve(Some(Target::Azure), None, Some(DiskType::Dynamic)).is_err());
-        assert!(resolve(Some(Target::HypervGen2), Some(OutputFormat::Vhd), None).is_err());
-        assert_eq!(
-            resolve(Some(Target::HypervGen2), None, None).unwrap().0,
-            Some(OutputFormat::Vhdx)
-        );
-        assert_eq!(
-            resolve(
-                Some(Target::HypervGen1),
-                Some(OutputFormat::Vhd),
-                Some(DiskType::Fixed)
-            )
-            .unwrap(),
-            (Some(OutputFormat::Vhd), DiskType::Fixed)
-        );
     }
 }

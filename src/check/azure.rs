@@ -4,7 +4,8 @@
 use super::Findings;
 use crate::disk::InputFile;
 use crate::error::Result;
-use crate::target::{AZURE_MAX_SIZE, AZURE_MIN_SIZE};
+use crate::rules::*;
+use crate::target::{AZURE_MAX_SIZE, AZURE_MIN_SIZE, whole_mib};
 use crate::vhd::footer::{COOKIE, DISK_FIXED};
 use crate::vhd::read::read_footer;
 
@@ -16,21 +17,21 @@ pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
     file.read_exact_at(&mut head[..len.min(8) as usize], 0, "file header")?;
     if &head == b"vhdxfile" {
         f.add(
-            "azure-format",
+            &AZURE_FORMAT,
             0,
             "this is a VHDX image: Azure takes only fixed VHD (convert with --target azure)",
         );
         return Ok(());
     }
     if len < 512 {
-        f.add("azure-cookie", 0, "file is shorter than a VHD footer");
+        f.add(&AZURE_COOKIE, 0, "file is shorter than a VHD footer");
         return Ok(());
     }
     let end = len - 512;
     let footer = read_footer(file, end)?;
     if &footer.cookie != COOKIE {
         f.add(
-            "azure-cookie",
+            &AZURE_COOKIE,
             end,
             "the last 512 bytes are not a VHD footer (cookie 'conectix')",
         );
@@ -38,7 +39,7 @@ pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
     }
     f.check(
         footer.expected_checksum() != footer.checksum.get(),
-        "azure-footer-checksum",
+        &AZURE_FOOTER_CHECKSUM,
         end + 64,
         || {
             format!(
@@ -50,27 +51,30 @@ pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
     );
     let size = footer.current_size.get();
     let fixed = footer.disk_type.get() == DISK_FIXED;
-    f.check(!fixed, "azure-fixed", end + 60, || {
+    f.check(!fixed, &AZURE_FIXED, end + 60, || {
         format!(
             "disk type {} is not fixed (2): Azure takes only fixed VHD",
             footer.disk_type.get()
         )
     });
-    f.check(size % MIB != 0, "azure-whole-mib", end + 48, || {
-        format!(
-            "virtual size {size} bytes is not a whole number of MiB (next: {})",
-            size.div_ceil(MIB) * MIB
-        )
-    });
-    f.check(fixed && len != size + 512, "azure-file-size", end, || {
-        format!(
-            "file is {len} bytes; a fixed VHD of {size} bytes must be {}",
-            size + 512
-        )
+    f.check(
+        size % MIB != 0,
+        &AZURE_WHOLE_MIB,
+        end + 48,
+        || match whole_mib(size) {
+            Some(next) => {
+                format!("virtual size {size} bytes is not a whole number of MiB (next: {next})")
+            }
+            None => format!("virtual size {size} bytes is not a whole number of MiB"),
+        },
+    );
+    // Compared without adding to `size`, which the file controls.
+    f.check(fixed && end != size, &AZURE_FILE_SIZE, end, || {
+        format!("file is {len} bytes; a fixed VHD of {size} bytes must be 512 bytes more")
     });
     f.check(
         !(AZURE_MIN_SIZE..=AZURE_MAX_SIZE).contains(&size),
-        "azure-size-bounds",
+        &AZURE_SIZE_BOUNDS,
         end + 48,
         || format!("virtual size {size} bytes is outside Azure's 20 MiB to 32767 GiB"),
     );

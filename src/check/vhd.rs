@@ -1,15 +1,21 @@
-//! VHD rules: footer and header cookies and checksums, sizes, BAT range and overlap.
+//! VHD rules: footer and header cookies and checksums, sizes, BAT range, block placement,
+//! overlap and alignment.
 
 use zerocopy::FromBytes;
 
-use super::{Findings, overlaps};
+use super::{Findings, MAX_SPANS, Span, overlaps};
+use crate::cancel::Cancel;
 use crate::disk::InputFile;
+use crate::disk::table::{Entry, Table};
 use crate::error::Result;
-use crate::vhd::dynamic::{COOKIE as HEADER_COOKIE, DynamicHeader, UNALLOCATED, bitmap_bytes};
+use crate::rules::*;
+use crate::vhd::dynamic::{
+    COOKIE as HEADER_COOKIE, DATA_ALIGNMENT, DynamicHeader, UNALLOCATED, bitmap_bytes,
+};
 use crate::vhd::footer::{
     COOKIE, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, FEATURES_RESERVED, Footer, VERSION,
 };
-use crate::vhd::read::read_footer;
+use crate::vhd::read::{MAX_BAT_ENTRIES, read_footer};
 use crate::vhd::write::MAX_SIZE;
 
 /// Checks one footer; returns it when its cookie and checksum hold.
@@ -22,7 +28,7 @@ fn check_footer(
     let footer = read_footer(file, at)?;
     if &footer.cookie != COOKIE {
         f.add(
-            "vhd-footer-cookie",
+            &VHD_FOOTER_COOKIE,
             at,
             format!("{which} cookie is not 'conectix'"),
         );
@@ -30,7 +36,7 @@ fn check_footer(
     }
     if footer.expected_checksum() != footer.checksum.get() {
         f.add(
-            "vhd-footer-checksum",
+            &VHD_FOOTER_CHECKSUM,
             at + 64,
             format!(
                 "{which} checksum {:#010x} does not match the contents ({:#010x})",
@@ -42,7 +48,7 @@ fn check_footer(
     }
     f.check(
         footer.features.get() & FEATURES_RESERVED == 0,
-        "vhd-footer-features",
+        &VHD_FOOTER_FEATURES,
         at + 8,
         || {
             format!(
@@ -53,7 +59,7 @@ fn check_footer(
     );
     f.check(
         footer.version.get() != VERSION,
-        "vhd-footer-version",
+        &VHD_FOOTER_VERSION,
         at + 12,
         || {
             format!(
@@ -64,17 +70,17 @@ fn check_footer(
     );
     f.check(
         footer.reserved.iter().any(|&b| b != 0),
-        "vhd-footer-reserved",
+        &VHD_FOOTER_RESERVED,
         at + 85,
         || format!("{which} reserved bytes are not zero"),
     );
     Ok(Some(footer))
 }
 
-pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
+pub fn check(file: &InputFile, f: &mut Findings, cancel: &Cancel) -> Result<()> {
     let len = file.len();
     if len < 512 {
-        f.add("vhd-truncated", 0, "file is shorter than a footer");
+        f.add(&VHD_TRUNCATED, 0, "file is shorter than a footer");
         return Ok(());
     }
     let end = len - 512;
@@ -82,20 +88,20 @@ pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
         return Ok(());
     };
     let size = footer.current_size.get();
-    f.check(size % 512 != 0, "vhd-size-unaligned", end + 48, || {
+    f.check(size % 512 != 0, &VHD_SIZE_UNALIGNED, end + 48, || {
         format!("current size {size} is not a multiple of 512")
     });
-    f.check(size > MAX_SIZE, "vhd-size-limit", end + 48, || {
+    f.check(size > MAX_SIZE, &VHD_SIZE_LIMIT, end + 48, || {
         format!("current size {size} exceeds 2040 GiB")
     });
-    f.check(size == 0, "vhd-size-zero", end + 48, || {
+    f.check(size == 0, &VHD_SIZE_ZERO, end + 48, || {
         "current size is zero".into()
     });
     match footer.disk_type.get() {
         DISK_FIXED => {
             f.check(
                 footer.data_offset.get() != u64::MAX,
-                "vhd-data-offset",
+                &VHD_DATA_OFFSET,
                 end + 16,
                 || {
                     format!(
@@ -104,16 +110,16 @@ pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
                     )
                 },
             );
-            f.check(end != size, "vhd-fixed-file-size", end, || {
+            // Compared without adding to `size`, which the file controls.
+            f.check(end != size, &VHD_FIXED_FILE_SIZE, end, || {
                 format!(
-                    "fixed disk of {size} bytes needs a file of {} bytes; it is {len}",
-                    size + 512
+                    "fixed disk of {size} bytes needs a file of its size plus the 512-byte footer; it is {len}"
                 )
             });
         }
-        DISK_DYNAMIC | DISK_DIFFERENCING => check_dynamic(file, f, &footer, end)?,
+        DISK_DYNAMIC | DISK_DIFFERENCING => check_dynamic(file, f, &footer, end, cancel)?,
         other => f.add(
-            "vhd-disk-type",
+            &VHD_DISK_TYPE,
             end + 60,
             format!("disk type {other} is not 2, 3 or 4"),
         ),
@@ -121,11 +127,17 @@ pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
     Ok(())
 }
 
-fn check_dynamic(file: &InputFile, f: &mut Findings, footer: &Footer, end: u64) -> Result<()> {
+fn check_dynamic(
+    file: &InputFile,
+    f: &mut Findings,
+    footer: &Footer,
+    end: u64,
+    cancel: &Cancel,
+) -> Result<()> {
     if let Some(copy) = check_footer(file, f, 0, "footer copy at offset 0")? {
         f.check(
             zerocopy::IntoBytes::as_bytes(&copy) != zerocopy::IntoBytes::as_bytes(footer),
-            "vhd-footer-copy-differs",
+            &VHD_FOOTER_COPY_DIFFERS,
             0,
             || "the footer copy at offset 0 differs from the footer".into(),
         );
@@ -134,7 +146,7 @@ fn check_dynamic(file: &InputFile, f: &mut Findings, footer: &Footer, end: u64) 
     let at = footer.data_offset.get();
     if at.checked_add(1024).is_none_or(|e| e > end) {
         f.add(
-            "vhd-data-offset",
+            &VHD_DATA_OFFSET,
             end + 16,
             format!(
                 "dynamic header offset {at} does not leave room for the header before the footer"
@@ -147,7 +159,7 @@ fn check_dynamic(file: &InputFile, f: &mut Findings, footer: &Footer, end: u64) 
     let h = DynamicHeader::read_from_bytes(&bytes).expect("1024 bytes");
     if &h.cookie != HEADER_COOKIE {
         f.add(
-            "vhd-header-cookie",
+            &VHD_HEADER_COOKIE,
             at,
             "dynamic header cookie is not 'cxsparse'",
         );
@@ -155,7 +167,7 @@ fn check_dynamic(file: &InputFile, f: &mut Findings, footer: &Footer, end: u64) 
     }
     if h.expected_checksum() != h.checksum.get() {
         f.add(
-            "vhd-header-checksum",
+            &VHD_HEADER_CHECKSUM,
             at + 36,
             "dynamic header checksum does not match the contents",
         );
@@ -163,7 +175,7 @@ fn check_dynamic(file: &InputFile, f: &mut Findings, footer: &Footer, end: u64) 
     }
     f.check(
         h.header_version.get() != VERSION,
-        "vhd-header-version",
+        &VHD_HEADER_VERSION,
         at + 24,
         || {
             format!(
@@ -174,63 +186,111 @@ fn check_dynamic(file: &InputFile, f: &mut Findings, footer: &Footer, end: u64) 
     );
     f.check(
         h.data_offset.get() != u64::MAX,
-        "vhd-header-data-offset",
+        &VHD_HEADER_DATA_OFFSET,
         at + 8,
         || "header data offset is not all ones".into(),
     );
     let block = u64::from(h.block_size.get());
-    if !block.is_power_of_two() || block < 512 {
+    if !block.is_power_of_two() || !(512..=crate::vhd::read::MAX_BLOCK_SIZE).contains(&block) {
         f.add(
-            "vhd-block-size",
+            &VHD_BLOCK_SIZE,
             at + 32,
-            format!("block size {block} is not a power of two of at least 512"),
+            format!("block size {block} is not a power of two from 512 bytes to 256 MiB"),
         );
         return Ok(());
     }
     let entries = u64::from(h.max_table_entries.get());
     let needed = size.div_ceil(block);
-    f.check(entries != needed, "vhd-bat-entry-count", at + 28, || {
-        format!(
-            "{entries} BAT entries for {needed} blocks (exactly ceil(size / block size) expected)"
-        )
-    });
+    if entries < needed {
+        f.add(
+            &VHD_BAT_TOO_SMALL,
+            at + 28,
+            format!("{entries} BAT entries cannot cover {needed} blocks"),
+        );
+    } else {
+        f.check(entries != needed, &VHD_BAT_ENTRY_COUNT, at + 28, || {
+            format!(
+                "{entries} BAT entries for {needed} blocks (exactly ceil(size / block size) expected)"
+            )
+        });
+    }
+    // Only the entries the disk uses matter for placement; at most MAX_BAT_ENTRIES.
+    let used = entries.min(needed).min(MAX_BAT_ENTRIES);
     let table = h.table_offset.get();
-    let bat_len = (entries * 4).div_ceil(512) * 512;
+    let bat_len = entries.saturating_mul(4).div_ceil(512).saturating_mul(512);
     if table.checked_add(bat_len).is_none_or(|e| e > end) {
         f.add(
-            "vhd-bat-beyond-eof",
+            &VHD_BAT_BEYOND_EOF,
             at + 16,
             format!("BAT at {table} ({entries} entries) extends past the footer"),
         );
         return Ok(());
     }
-    let mut bat = vec![0u8; (entries * 4) as usize];
-    file.read_exact_at(&mut bat, table, "VHD BAT")?;
+    let mut bat = Table::new(file, table, used, Entry::U32Be, "VHD BAT")?;
     let bitmap = bitmap_bytes(block);
+    let data_start = (at + 1024).max(table + bat_len);
     let mut ranges = vec![
-        (0, 512, "footer copy".to_string()),
-        (at, at + 1024, "dynamic header".to_string()),
-        (table, table + bat_len, "BAT".to_string()),
+        (0, 512, Span::Named("footer copy")),
+        (at, at + 1024, Span::Named("dynamic header")),
+        (table, table + bat_len, Span::Named("BAT")),
     ];
-    for (i, c) in bat.chunks_exact(4).enumerate() {
-        let entry = u32::from_be_bytes(c.try_into().unwrap());
-        if entry == UNALLOCATED {
-            continue;
+    // The first offender and how many there are: a wrecked table says enough with one.
+    let mut beyond: (Option<(u64, u64, u64)>, usize) = (None, 0);
+    let mut unaligned: (Option<u64>, usize) = (None, 0);
+    bat.for_each(file, |i, entry| {
+        if i % 65536 == 0 {
+            cancel.check()?;
         }
-        let start = u64::from(entry) * 512;
+        if entry == u64::from(UNALLOCATED) {
+            return Ok(true);
+        }
+        let start = entry * 512;
         let stop = start + bitmap + block;
-        if stop > end {
-            f.add(
-                "vhd-block-beyond-eof",
-                table + i as u64 * 4,
-                format!("block {i} at {start}..{stop} runs into or past the footer at {end}"),
-            );
+        if start < data_start || stop > end {
+            beyond.0.get_or_insert((i, start, stop));
+            beyond.1 += 1;
         } else {
-            ranges.push((start, stop, format!("block {i}")));
+            if ranges.len() < MAX_SPANS {
+                ranges.push((start, stop, Span::Block(i)));
+            }
+            if (start + bitmap) % DATA_ALIGNMENT != 0 {
+                unaligned.0.get_or_insert(i);
+                unaligned.1 += 1;
+            }
         }
+        Ok(true)
+    })?;
+    if let (Some((i, start, stop)), count) = beyond {
+        f.add(
+            &VHD_BLOCK_BEYOND_EOF,
+            table + i * 4,
+            format!(
+                "block {i} at {start}..{stop} lies on the header or BAT, or runs into or past the footer at {end}{}",
+                others(count)
+            ),
+        );
+    }
+    if let (Some(i), count) = unaligned {
+        f.add(
+            &VHD_BLOCK_UNALIGNED,
+            table + i * 4,
+            format!(
+                "block {i}'s data does not start on a 4 KiB boundary{}",
+                others(count)
+            ),
+        );
     }
     for (a, b, start) in overlaps(ranges) {
-        f.add("vhd-block-overlap", start, format!("{b} overlaps {a}"));
+        f.add(&VHD_BLOCK_OVERLAP, start, format!("{b} overlaps {a}"));
     }
     Ok(())
+}
+
+/// ", and N others like it" for a finding that stands for several entries.
+pub(crate) fn others(count: usize) -> String {
+    match count {
+        0 | 1 => String::new(),
+        2 => ", and 1 other block like it".into(),
+        n => format!(", and {} other blocks like it", n - 1),
+    }
 }

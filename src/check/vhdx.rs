@@ -2,20 +2,21 @@
 
 use zerocopy::FromBytes;
 
-use super::{Findings, overlaps};
+use super::vhd::others;
+use super::{Findings, MAX_SPANS, Span, overlaps};
+use crate::cancel::Cancel;
 use crate::disk::InputFile;
+use crate::disk::table::{Entry, Table};
 use crate::error::Result;
-use crate::vhdx::bat::{self, BatLayout};
+use crate::rules::*;
+use crate::vhdx::bat::{self, BatLayout, BlockFit};
 use crate::vhdx::format::*;
 
-/// Bounds on what is read from a damaged file: sizes are checked against the file first.
-const MAX_BAT_BYTES_READ: u64 = 1 << 30;
-
-pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
+pub fn check(file: &InputFile, f: &mut Findings, cancel: &Cancel) -> Result<()> {
     let len = file.len();
     if len < MIB {
         f.add(
-            "vhdx-truncated",
+            &VHDX_TRUNCATED,
             0,
             format!("file is {len} bytes; headers and region tables alone need 1 MiB"),
         );
@@ -23,7 +24,7 @@ pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
     }
     let mut sig = [0u8; 8];
     file.read_exact_at(&mut sig, 0, "VHDX file identifier")?;
-    f.check(&sig != FILE_SIGNATURE, "vhdx-file-signature", 0, || {
+    f.check(&sig != FILE_SIGNATURE, &VHDX_FILE_SIGNATURE, 0, || {
         "file identifier is not 'vhdxfile'".into()
     });
 
@@ -34,44 +35,40 @@ pub fn check(file: &InputFile, f: &mut Findings) -> Result<()> {
     let Some(meta) = check_metadata(file, f, meta_region)? else {
         return Ok(());
     };
-    check_bat(file, f, bat_region, meta_region, log, &meta)
+    check_bat(file, f, bat_region, meta_region, log, &meta, cancel)
 }
 
 /// Checks both headers; returns the log's byte span from the current valid one.
-fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<Span>> {
-    let mut valid: Vec<(u64, Span)> = Vec::new();
+fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<FileSpan>> {
+    let mut valid: Vec<(u64, FileSpan)> = Vec::new();
     for at in [HEADER1_OFFSET, HEADER2_OFFSET] {
         let mut bytes = vec![0u8; HEADER_SIZE];
         file.read_exact_at(&mut bytes, at, "VHDX header")?;
         let h = Header::read_from_bytes(&bytes).expect("4 KiB");
         if &h.signature != HEADER_SIGNATURE {
-            f.add(
-                "vhdx-header-signature",
-                at,
-                "header signature is not 'head'",
-            );
+            f.add(&VHDX_HEADER_SIGNATURE, at, "header signature is not 'head'");
             continue;
         }
         if checksum_with_field_zeroed(&bytes, 4) != h.checksum.get() {
             f.add(
-                "vhdx-header-checksum",
+                &VHDX_HEADER_CHECKSUM,
                 at + 4,
                 "header CRC-32C checksum does not match",
             );
             continue;
         }
-        f.check(h.version.get() != 1, "vhdx-header-version", at + 66, || {
+        f.check(h.version.get() != 1, &VHDX_HEADER_VERSION, at + 66, || {
             format!("version {} is not 1", h.version.get())
         });
         f.check(
             h.log_version.get() != 0,
-            "vhdx-header-log-version",
+            &VHDX_HEADER_LOG_VERSION,
             at + 64,
             || format!("log version {} is not 0", h.log_version.get()),
         );
         f.check(
             h.reserved.iter().any(|&b| b != 0),
-            "vhdx-header-reserved",
+            &VHDX_HEADER_RESERVED,
             at + 80,
             || "reserved bytes are not zero".into(),
         );
@@ -79,7 +76,7 @@ fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<Span>> {
             h.log_offset.get() % MIB != 0
                 || u64::from(h.log_length.get()) % MIB != 0
                 || h.log_offset.get() < MIB,
-            "vhdx-log-placement",
+            &VHDX_LOG_PLACEMENT,
             at + 72,
             || {
                 format!(
@@ -89,7 +86,7 @@ fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<Span>> {
                 )
             },
         );
-        f.check(h.log_guid != [0u8; 16], "vhdx-log-pending", at + 48, || {
+        f.check(h.log_guid != [0u8; 16], &VHDX_LOG_PENDING, at + 48, || {
             "LogGuid is set: the log must be replayed before the metadata can be trusted".into()
         });
         let log = (
@@ -102,7 +99,7 @@ fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<Span>> {
     }
     if valid.is_empty() {
         f.add(
-            "vhdx-no-valid-header",
+            &VHDX_NO_VALID_HEADER,
             HEADER1_OFFSET,
             "neither header is valid",
         );
@@ -113,12 +110,12 @@ fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<Span>> {
 /// (file offset, length) of a region.
 type Region = (u64, u64);
 /// (start, end) file offsets.
-type Span = (u64, u64);
+type FileSpan = (u64, u64);
 
 fn check_region_tables(
     file: &InputFile,
     f: &mut Findings,
-    log: Option<Span>,
+    log: Option<FileSpan>,
 ) -> Result<Option<(Region, Region)>> {
     let mut tables = Vec::new();
     for at in [REGION1_OFFSET, REGION2_OFFSET] {
@@ -127,13 +124,13 @@ fn check_region_tables(
         let head = RegionTableHeader::read_from_bytes(&bytes[..16]).expect("16 bytes");
         if &head.signature != REGION_SIGNATURE {
             f.add(
-                "vhdx-region-signature",
+                &VHDX_REGION_SIGNATURE,
                 at,
                 "region table signature is not 'regi'",
             );
         } else if checksum_with_field_zeroed(&bytes, 4) != head.checksum.get() {
             f.add(
-                "vhdx-region-checksum",
+                &VHDX_REGION_CHECKSUM,
                 at + 4,
                 "region table CRC-32C checksum does not match",
             );
@@ -143,7 +140,7 @@ fn check_region_tables(
     }
     if tables.len() == 2 && tables[0].1 != tables[1].1 {
         f.add(
-            "vhdx-region-copies-differ",
+            &VHDX_REGION_COPIES_DIFFER,
             REGION2_OFFSET,
             "the two region tables are not identical",
         );
@@ -154,23 +151,23 @@ fn check_region_tables(
     let head = RegionTableHeader::read_from_bytes(&bytes[..16]).expect("16 bytes");
     f.check(
         head.reserved.get() != 0,
-        "vhdx-region-reserved",
+        &VHDX_REGION_RESERVED,
         at + 12,
         || "reserved field is not zero".into(),
     );
     let count = head.entry_count.get();
     if count > MAX_REGION_ENTRIES {
         f.add(
-            "vhdx-region-count",
+            &VHDX_REGION_COUNT,
             at + 8,
             format!("{count} entries (at most {MAX_REGION_ENTRIES})"),
         );
         return Ok(None);
     }
     let (mut bat, mut meta) = (None, None);
-    let mut ranges = vec![(0, MIB, "headers".to_string())];
+    let mut ranges = vec![(0, MIB, Span::Named("headers"))];
     if let Some((start, end)) = log.filter(|l| l.1 > l.0) {
-        ranges.push((start, end, "the log".to_string()));
+        ranges.push((start, end, Span::Named("the log")));
     }
     for i in 0..count as u64 {
         let e_at = at + 16 + i * 32;
@@ -186,7 +183,7 @@ fn check_region_tables(
         } else {
             if e.required.get() & 1 != 0 {
                 f.add(
-                    "vhdx-region-unknown-required",
+                    &VHDX_REGION_UNKNOWN_REQUIRED,
                     e_at,
                     format!("unknown required region {}", guid_string(&e.guid)),
                 );
@@ -195,33 +192,33 @@ fn check_region_tables(
         };
         f.check(
             e.required.get() & !1 != 0,
-            "vhdx-region-reserved",
+            &VHDX_REGION_RESERVED,
             e_at + 28,
             || format!("{name} entry has reserved flag bits set"),
         );
         f.check(
             e.required.get() & 1 == 0 && name != "unknown region",
-            "vhdx-region-not-required",
+            &VHDX_REGION_NOT_REQUIRED,
             e_at + 28,
             || format!("{name} entry does not set Required (Windows sets it)"),
         );
         f.check(
             offset % MIB != 0 || length % MIB != 0 || length == 0 || offset < MIB,
-            "vhdx-region-alignment",
+            &VHDX_REGION_ALIGNMENT,
             e_at + 16,
             || format!("{name} at {offset} length {length} is not whole MiB after the first MiB"),
         );
-        f.check(offset.saturating_add(length) > file.len(), "vhdx-region-beyond-eof", e_at + 16, || format!("{name} at {offset} length {length} extends past the end of the file ({} bytes)", file.len()));
-        ranges.push((offset, offset.saturating_add(length), name.to_string()));
+        f.check(offset.saturating_add(length) > file.len(), &VHDX_REGION_BEYOND_EOF, e_at + 16, || format!("{name} at {offset} length {length} extends past the end of the file ({} bytes)", file.len()));
+        ranges.push((offset, offset.saturating_add(length), Span::Named(name)));
     }
     for (a, b, at) in overlaps(ranges) {
-        f.add("vhdx-region-overlap", at, format!("{b} overlaps {a}"));
+        f.add(&VHDX_REGION_OVERLAP, at, format!("{b} overlaps {a}"));
     }
     match (bat, meta) {
         (Some(b), Some(m)) => Ok(Some((b, m))),
         _ => {
             f.add(
-                "vhdx-region-missing",
+                &VHDX_REGION_MISSING,
                 at,
                 "the BAT or the metadata region is missing",
             );
@@ -252,7 +249,7 @@ fn check_metadata(
     let head = MetadataTableHeader::read_from_bytes(&table[..32]).expect("32 bytes");
     if &head.signature != METADATA_SIGNATURE {
         f.add(
-            "vhdx-metadata-signature",
+            &VHDX_METADATA_SIGNATURE,
             offset,
             "metadata table signature is not 'metadata'",
         );
@@ -260,14 +257,14 @@ fn check_metadata(
     }
     f.check(
         head.reserved.get() != 0 || head.reserved2.iter().any(|&b| b != 0),
-        "vhdx-metadata-reserved",
+        &VHDX_METADATA_RESERVED,
         offset + 8,
         || "reserved fields are not zero".into(),
     );
     let count = head.entry_count.get();
     if count > MAX_METADATA_ENTRIES {
         f.add(
-            "vhdx-metadata-count",
+            &VHDX_METADATA_COUNT,
             offset + 10,
             format!("{count} entries (at most {MAX_METADATA_ENTRIES})"),
         );
@@ -283,6 +280,7 @@ fn check_metadata(
     ];
     let mut values: [Option<Vec<u8>>; 5] = Default::default();
     let mut ranges = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for i in 0..count as usize {
         let e_at = offset + 32 + i as u64 * 32;
         let e = MetadataEntry::read_from_bytes(&table[32 + i * 32..64 + i * 32]).expect("32 bytes");
@@ -293,7 +291,7 @@ fn check_metadata(
         );
         f.check(
             e.reserved.get() != 0 || flags & !7 != 0,
-            "vhdx-metadata-reserved",
+            &VHDX_METADATA_RESERVED,
             e_at + 24,
             || format!("entry {i} has reserved bits set"),
         );
@@ -304,17 +302,18 @@ fn check_metadata(
         if item_len > 0 {
             f.check(
                 item_off < METADATA_TABLE_SIZE as u64,
-                "vhdx-metadata-offset",
+                &VHDX_METADATA_OFFSET,
                 e_at + 16,
                 || format!("item {name} at offset {item_off} lies inside the 64 KiB table"),
             );
-            f.check(item_off + item_len > length, "vhdx-metadata-beyond-region", e_at + 16, || format!("item {name} at {item_off} length {item_len} extends past the region ({length} bytes)"));
-            ranges.push((item_off, item_off + item_len, name.clone()));
+            f.check(item_off + item_len > length, &VHDX_METADATA_BEYOND_REGION, e_at + 16, || format!("item {name} at {item_off} length {item_len} extends past the region ({length} bytes)"));
+            ranges.push((item_off, item_off + item_len, names.len()));
+            names.push(name.clone());
         }
         let Some(k) = k else {
             f.check(
                 flags & META_IS_REQUIRED != 0,
-                "vhdx-metadata-unknown-required",
+                &VHDX_METADATA_UNKNOWN_REQUIRED,
                 e_at,
                 || format!("unknown required item {name}"),
             );
@@ -323,13 +322,13 @@ fn check_metadata(
         let (_, _, want_len, virtual_disk) = known[k];
         f.check(
             flags & META_IS_REQUIRED == 0,
-            "vhdx-metadata-flags",
+            &VHDX_METADATA_FLAGS,
             e_at + 24,
             || format!("{name} does not set IsRequired"),
         );
         f.check(
             (flags & META_IS_VIRTUAL_DISK != 0) != virtual_disk,
-            "vhdx-metadata-flags",
+            &VHDX_METADATA_FLAGS,
             e_at + 24,
             || {
                 format!(
@@ -344,13 +343,13 @@ fn check_metadata(
         );
         f.check(
             flags & META_IS_USER != 0,
-            "vhdx-metadata-flags",
+            &VHDX_METADATA_FLAGS,
             e_at + 24,
             || format!("{name} must not set IsUser"),
         );
         if item_len != u64::from(want_len) {
             f.add(
-                "vhdx-metadata-length",
+                &VHDX_METADATA_LENGTH,
                 e_at + 20,
                 format!("{name} is {item_len} bytes, not {want_len}"),
             );
@@ -362,17 +361,20 @@ fn check_metadata(
             values[k] = Some(data);
         }
     }
-    for (a, b, at) in overlaps(ranges) {
-        f.add(
-            "vhdx-metadata-overlap",
-            offset + at,
-            format!("item {b} overlaps item {a}"),
-        );
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        if w[1].0 < w[0].1 {
+            f.add(
+                &VHDX_METADATA_OVERLAP,
+                offset + w[1].0,
+                format!("item {} overlaps item {}", names[w[1].2], names[w[0].2]),
+            );
+        }
     }
     for (k, v) in values.iter().enumerate() {
         if v.is_none() {
             f.add(
-                "vhdx-metadata-missing",
+                &VHDX_METADATA_MISSING,
                 offset,
                 format!("required item {} is missing", known[k].1),
             );
@@ -389,7 +391,7 @@ fn check_metadata(
     let mut usable = true;
     if !block_size.is_power_of_two() || !(MIB..=256 * MIB).contains(&block_size) {
         f.add(
-            "vhdx-block-size",
+            &VHDX_BLOCK_SIZE,
             offset,
             format!("block size {block_size} is not a power of two from 1 MiB to 256 MiB"),
         );
@@ -397,13 +399,13 @@ fn check_metadata(
     }
     f.check(
         flags & !3 != 0,
-        "vhdx-file-parameters-reserved",
+        &VHDX_FILE_PARAMETERS_RESERVED,
         offset,
         || format!("file parameter flags {flags:#x} set reserved bits"),
     );
     if logical != 512 && logical != 4096 {
         f.add(
-            "vhdx-logical-sector-size",
+            &VHDX_LOGICAL_SECTOR_SIZE,
             offset,
             format!("logical sector size {logical} is not 512 or 4096"),
         );
@@ -411,12 +413,12 @@ fn check_metadata(
     }
     f.check(
         physical != 512 && physical != 4096,
-        "vhdx-physical-sector-size",
+        &VHDX_PHYSICAL_SECTOR_SIZE,
         offset,
         || format!("physical sector size {physical} is not 512 or 4096"),
     );
     if size == 0 || size > MAX_SIZE || (usable && size % logical != 0) {
-        f.add("vhdx-virtual-size", offset, format!("virtual size {size} is zero, above 64 TiB, or not a multiple of the {logical}-byte logical sector"));
+        f.add(&VHDX_VIRTUAL_SIZE, offset, format!("virtual size {size} is zero, above 64 TiB, or not a multiple of the {logical}-byte logical sector"));
         usable = usable && size != 0 && size <= MAX_SIZE;
     }
     Ok(usable.then_some(Meta {
@@ -433,14 +435,15 @@ fn check_bat(
     f: &mut Findings,
     (bat_offset, bat_length): Region,
     (meta_offset, meta_length): Region,
-    log: Option<Span>,
+    log: Option<FileSpan>,
     m: &Meta,
+    cancel: &Cancel,
 ) -> Result<()> {
     let layout = BatLayout::new(m.size, m.block_size, m.logical);
     let entries = layout.total_entries();
     if entries * 8 > bat_length {
         f.add(
-            "vhdx-bat-region-too-small",
+            &VHDX_BAT_REGION_TOO_SMALL,
             bat_offset,
             format!(
                 "{entries} BAT entries need {} bytes; the region holds {bat_length}",
@@ -449,73 +452,100 @@ fn check_bat(
         );
         return Ok(());
     }
-    if bat_offset.saturating_add(entries * 8) > file.len() || entries * 8 > MAX_BAT_BYTES_READ {
+    let Ok(mut table) = Table::new(file, bat_offset, entries, Entry::U64Le, "VHDX BAT") else {
         return Ok(()); // reported as vhdx-region-beyond-eof
-    }
-    let mut bytes = vec![0u8; (entries * 8) as usize];
-    file.read_exact_at(&mut bytes, bat_offset, "VHDX BAT")?;
+    };
+    let mut reserved = vec![(bat_offset, bat_length), (meta_offset, meta_length)];
     let mut blocks = vec![
-        (0, MIB, "headers and region tables".to_string()),
+        (0, MIB, Span::Named("headers and region tables")),
         (
             bat_offset,
             bat_offset.saturating_add(bat_length),
-            "the BAT region".to_string(),
+            Span::Named("the BAT region"),
         ),
         (
             meta_offset,
             meta_offset.saturating_add(meta_length),
-            "the metadata region".to_string(),
+            Span::Named("the metadata region"),
         ),
     ];
     if let Some((start, end)) = log.filter(|l| l.1 > l.0) {
-        blocks.push((start, end, "the log".to_string()));
+        blocks.push((start, end, Span::Named("the log")));
+        reserved.push((start, end - start));
     }
     let period = layout.chunk_ratio + 1;
-    for (i, chunk) in bytes.chunks_exact(8).enumerate() {
-        let i = i as u64;
-        let at = bat_offset + i * 8;
-        let (state, offset, reserved) = bat::decode(u64::from_le_bytes(chunk.try_into().unwrap()));
-        f.check(reserved != 0, "vhdx-bat-reserved", at, || {
-            format!("entry {i} sets reserved bits 3-19")
-        });
+    // First offender and count per rule: a wrecked table says enough with one.
+    let mut tally: Vec<(&'static Rule, u64, String, usize)> = Vec::new();
+    let mut note = |rule: &'static Rule, at: u64, message: String| match tally
+        .iter_mut()
+        .find(|t| std::ptr::eq(t.0, rule))
+    {
+        Some(t) => t.3 += 1,
+        None => tally.push((rule, at, message, 1)),
+    };
+    table.for_each(file, |i, entry| {
+        if i % 65536 == 0 {
+            cancel.check()?;
+        }
+        let at = table_offset(bat_offset, i);
+        let (state, offset, reserved_bits) = bat::decode(entry);
+        if reserved_bits != 0 {
+            note(&VHDX_BAT_RESERVED, at, format!("entry {i} sets reserved bits 3-19"));
+        }
         if (i + 1) % period == 0 {
             // A sector bitmap entry: only differencing images have bitmaps.
-            f.check(!m.has_parent && state != bat::NOT_PRESENT, "vhdx-bat-bitmap-state", at, || format!("sector bitmap entry {i} has state {state}; without a parent it must be not present"));
-            continue;
+            if !m.has_parent && state != bat::NOT_PRESENT {
+                note(&VHDX_BAT_BITMAP_STATE, at, format!("sector bitmap entry {i} has state {state}; without a parent it must be not present"));
+            }
+            return Ok(true);
         }
         let block = i - i / period;
+        let used = layout.used_bytes(block, m.size);
         match state {
             bat::NOT_PRESENT | bat::UNDEFINED | bat::ZERO | bat::UNMAPPED => {
-                f.check(offset != 0, "vhdx-bat-offset-not-zero", at, || {
-                    format!("block {block} is not present but carries file offset {offset}")
-                });
-                f.check(m.fixed, "vhdx-fixed-block-not-present", at, || format!("fixed image (LeaveBlockAllocated) has block {block} in state {state}, not fully present"));
+                if m.fixed {
+                    note(&VHDX_FIXED_BLOCK_NOT_PRESENT, at, format!("fixed image (LeaveBlockAllocated) has block {block} in state {state}, not fully present"));
+                }
+                if offset != 0 {
+                    if state == bat::NOT_PRESENT {
+                        note(&VHDX_BAT_OFFSET_NOT_ZERO, at, format!("block {block} is not present but carries file offset {offset}"));
+                    } else if blocks.len() < MAX_SPANS {
+                        // A trimmed block that keeps its offset (a soft anchor, as Hyper-V
+                        // leaves them) is valid, but its space is still its own.
+                        blocks.push((offset, offset.saturating_add(m.block_size), Span::Block(block)));
+                    }
+                }
             }
             bat::FULLY_PRESENT | bat::PARTIALLY_PRESENT => {
                 if state == bat::PARTIALLY_PRESENT && !m.has_parent {
-                    f.add(
-                        "vhdx-bat-state",
-                        at,
-                        format!("block {block} is partially present in an image without a parent"),
-                    );
+                    note(&VHDX_BAT_STATE, at, format!("block {block} is partially present in an image without a parent"));
                 }
-                // Offsets come from the file: a huge one must not wrap around.
-                let end = offset.saturating_add(m.block_size);
-                if offset < MIB || end > file.len() {
-                    f.add("vhdx-block-beyond-eof", at, format!("block {block} at {offset}..{end} does not lie wholly inside the file ({} bytes)", file.len()));
-                } else {
-                    blocks.push((offset, end, format!("block {block}")));
+                match bat::block_fit(offset, used, m.block_size, file.len(), &reserved) {
+                    BlockFit::Outside => note(&VHDX_BLOCK_BEYOND_EOF, at, format!("block {block} at {offset} does not lie after the first MiB, clear of the metadata and inside the file ({} bytes)", file.len())),
+                    fit => {
+                        if fit == BlockFit::TailOutside {
+                            note(&VHDX_BLOCK_TAIL_BEYOND_EOF, at, format!("block {block} at {offset} ends {} bytes past the end of the file; its used bytes are inside", offset.saturating_add(m.block_size) - file.len()));
+                        }
+                        if blocks.len() < MAX_SPANS {
+                            let end = offset.saturating_add(m.block_size).min(file.len());
+                            blocks.push((offset, end, Span::Block(block)));
+                        }
+                    }
                 }
             }
-            other => f.add(
-                "vhdx-bat-state",
-                at,
-                format!("block {block} has invalid state {other}"),
-            ),
+            other => note(&VHDX_BAT_STATE, at, format!("block {block} has invalid state {other}")),
         }
+        Ok(true)
+    })?;
+    for (rule, at, message, count) in tally {
+        f.add(rule, at, format!("{message}{}", others(count)));
     }
     for (a, b, start) in overlaps(blocks) {
-        f.add("vhdx-block-overlap", start, format!("{b} overlaps {a}"));
+        f.add(&VHDX_BLOCK_OVERLAP, start, format!("{b} overlaps {a}"));
     }
     Ok(())
+}
+
+fn table_offset(bat_offset: u64, index: u64) -> u64 {
+    bat_offset + index * 8
 }

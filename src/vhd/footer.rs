@@ -4,6 +4,7 @@
 use zerocopy::big_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
+use crate::identity::Identity;
 use crate::vhd::geometry::Chs;
 
 pub const COOKIE: &[u8; 8] = b"conectix";
@@ -74,13 +75,13 @@ pub fn ones_complement_sum(bytes: &[u8]) -> u32 {
 
 impl Footer {
     /// A footer as vdconv writes it; `data_offset` is NO_DATA_OFFSET for fixed disks.
-    pub fn new(size: u64, disk_type: u32, data_offset: u64, unique_id: [u8; 16]) -> Self {
+    pub fn new(size: u64, disk_type: u32, data_offset: u64, identity: Identity) -> Self {
         let mut f = Footer::new_zeroed();
         f.cookie = *COOKIE;
         f.features.set(FEATURES_RESERVED);
         f.version.set(VERSION);
         f.data_offset.set(data_offset);
-        f.timestamp.set(vhd_timestamp_now());
+        f.timestamp.set(vhd_timestamp(identity.time()));
         f.creator_app = *CREATOR_APP;
         f.creator_version.set(creator_version());
         f.creator_host_os = *CREATOR_HOST_OS;
@@ -91,7 +92,7 @@ impl Footer {
         f.heads = chs.heads;
         f.sectors_per_track = chs.sectors_per_track;
         f.disk_type.set(disk_type);
-        f.unique_id = unique_id;
+        f.unique_id = identity.uuid("vhd unique id");
         f.seal();
         f
     }
@@ -126,11 +127,8 @@ pub fn creator_version() -> u32 {
     (major << 16) | (minor & 0xffff)
 }
 
-fn vhd_timestamp_now() -> u32 {
-    let unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(VHD_EPOCH);
+/// Seconds since 2000-01-01, as the footer stores them.
+pub fn vhd_timestamp(unix: u64) -> u32 {
     // The field is 32 bits: it wraps in 2136.
     unix.saturating_sub(VHD_EPOCH) as u32
 }
@@ -141,7 +139,7 @@ mod tests {
 
     #[test]
     fn checksum_is_ones_complement_of_byte_sum() {
-        let f = Footer::new(10 << 20, DISK_FIXED, NO_DATA_OFFSET, [7; 16]);
+        let f = Footer::new(10 << 20, DISK_FIXED, NO_DATA_OFFSET, Identity::random_now());
         let bytes = f.as_bytes();
         let mut zeroed = bytes.to_vec();
         zeroed[64..68].fill(0);
@@ -163,7 +161,7 @@ mod tests {
 
     #[test]
     fn a_changed_byte_breaks_the_checksum() {
-        let mut f = Footer::new(1 << 20, DISK_DYNAMIC, 512, [1; 16]);
+        let mut f = Footer::new(1 << 20, DISK_DYNAMIC, 512, Identity::random_now());
         f.heads ^= 1;
         assert_ne!(f.expected_checksum(), f.checksum.get());
     }

@@ -1,17 +1,23 @@
 //! Reading fixed and dynamic VHD files. Differencing disks are recognised and refused.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use zerocopy::FromBytes;
 
+use crate::cancel::Cancel;
+use crate::disk::info::{ExtentInfo, Geometry, ImageInfo, VhdDetails};
+use crate::disk::table::{Entry, Table};
 use crate::disk::{Disk, InputFile, Run, RunKind, push_run};
 use crate::error::{Error, Result};
-use crate::info::{ExtentInfo, Geometry, ImageInfo, VhdDetails};
+use crate::rules;
 use crate::vhd::dynamic::{COOKIE as HEADER_COOKIE, DynamicHeader, UNALLOCATED, bitmap_bytes};
 use crate::vhd::footer::{COOKIE, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, Footer};
 
 /// Largest dynamic block accepted (the specification's default is 2 MiB).
-const MAX_BLOCK_SIZE: u64 = 256 << 20;
+pub const MAX_BLOCK_SIZE: u64 = 256 << 20;
+/// Most BAT entries read: 16M blocks (32 TiB in 2 MiB blocks, Azure's limit). Bounds the
+/// time a walk of the map takes, whatever the header claims.
+pub const MAX_BAT_ENTRIES: u64 = 1 << 24;
 
 enum Layout {
     Fixed,
@@ -21,9 +27,7 @@ enum Layout {
 /// A dynamic disk's block table and where its blocks may lie.
 struct Dynamic {
     block_size: u64,
-    bat: Vec<u32>,
-    /// File offset of the BAT, for messages.
-    table: u64,
+    bat: Table,
     /// Blocks start at or after this: the end of the header and BAT.
     data_start: u64,
     bitmap_len: u64,
@@ -34,19 +38,20 @@ struct Dynamic {
 impl Dynamic {
     /// File offset of block `index`'s bitmap, or None when unallocated. The block must lie
     /// after the metadata and inside the file (the last one may be partial).
-    fn block(&self, file: &InputFile, disk_size: u64, index: u64) -> Result<Option<u64>> {
-        let entry = self.bat[index as usize];
-        if entry == UNALLOCATED {
+    fn block(&mut self, file: &InputFile, disk_size: u64, index: u64) -> Result<Option<u64>> {
+        let entry = self.bat.get(file, index)?;
+        if entry == u64::from(UNALLOCATED) {
             return Ok(None);
         }
-        let at = u64::from(entry) * 512;
+        let at = entry * 512;
         let used = (disk_size - index * self.block_size).min(self.block_size);
         let end = at + self.bitmap_len + used;
         if at < self.data_start || end > file.len() {
-            return Err(Error::corrupt(
+            return Err(Error::broken(
                 file.path(),
+                &rules::VHD_BLOCK_BEYOND_EOF,
                 "VHD BAT entry",
-                self.table + index * 4,
+                self.bat.entry_offset(index),
                 format!(
                     "block {index} at {at}..{end} lies on the header or BAT, or past the end of the file ({} bytes)",
                     file.len()
@@ -107,16 +112,18 @@ pub fn read_footer(file: &InputFile, offset: u64) -> Result<Footer> {
 fn checked_footer(file: &InputFile, offset: u64) -> Result<Footer> {
     let footer = read_footer(file, offset)?;
     if &footer.cookie != COOKIE {
-        return Err(Error::corrupt(
+        return Err(Error::broken(
             file.path(),
+            &rules::VHD_FOOTER_COOKIE,
             "VHD footer",
             offset,
             "cookie is not 'conectix'",
         ));
     }
     if footer.expected_checksum() != footer.checksum.get() {
-        return Err(Error::corrupt(
+        return Err(Error::broken(
             file.path(),
+            &rules::VHD_FOOTER_CHECKSUM,
             "VHD footer",
             offset,
             format!(
@@ -133,7 +140,7 @@ impl VhdDisk {
     pub fn open(file: InputFile) -> Result<Self> {
         let mut warnings = Vec::new();
         if file.len() < 512 {
-            return Err(Error::corrupt(
+            return Err(Error::truncated(
                 file.path(),
                 "VHD footer",
                 0,
@@ -156,20 +163,21 @@ impl VhdDisk {
         let layout = match footer.disk_type.get() {
             DISK_FIXED => {
                 if size > end {
-                    return Err(Error::corrupt(
+                    // Said without adding to `size`, which the file controls.
+                    return Err(Error::truncated(
                         file.path(),
                         "VHD footer",
                         end,
                         format!(
-                            "fixed disk of {size} bytes needs a file of {} bytes, found {}",
-                            size + 512,
+                            "fixed disk of {size} bytes needs a file of its size plus a 512-byte footer; the file is {} bytes",
                             file.len()
                         ),
                     ));
                 }
                 if size % 512 != 0 {
-                    return Err(Error::corrupt(
+                    return Err(Error::broken(
                         file.path(),
+                        &rules::VHD_SIZE_UNALIGNED,
                         "VHD footer",
                         end + 48,
                         format!("current size {size} is not a multiple of 512"),
@@ -188,8 +196,9 @@ impl VhdDisk {
                 ));
             }
             other => {
-                return Err(Error::corrupt(
+                return Err(Error::broken(
                     file.path(),
+                    &rules::VHD_DISK_TYPE,
                     "VHD footer",
                     end + 60,
                     format!("disk type {other} is not 2 (fixed), 3 (dynamic) or 4 (differencing)"),
@@ -212,16 +221,18 @@ fn read_header(file: &InputFile, footer: &Footer) -> Result<(u64, DynamicHeader)
     file.read_exact_at(&mut bytes, at, "VHD dynamic header")?;
     let header = DynamicHeader::read_from_bytes(&bytes).expect("1024 bytes");
     if &header.cookie != HEADER_COOKIE {
-        return Err(Error::corrupt(
+        return Err(Error::broken(
             file.path(),
+            &rules::VHD_HEADER_COOKIE,
             "VHD dynamic header",
             at,
             "cookie is not 'cxsparse'",
         ));
     }
     if header.expected_checksum() != header.checksum.get() {
-        return Err(Error::corrupt(
+        return Err(Error::broken(
             file.path(),
+            &rules::VHD_HEADER_CHECKSUM,
             "VHD dynamic header",
             at,
             "checksum does not match the contents",
@@ -234,8 +245,9 @@ fn open_dynamic(file: &InputFile, footer: &Footer, size: u64) -> Result<Layout> 
     let (at, header) = read_header(file, footer)?;
     let block_size = u64::from(header.block_size.get());
     if !block_size.is_power_of_two() || !(512..=MAX_BLOCK_SIZE).contains(&block_size) {
-        return Err(Error::corrupt(
+        return Err(Error::broken(
             file.path(),
+            &rules::VHD_BLOCK_SIZE,
             "VHD dynamic header",
             at + 32,
             format!("block size {block_size} is not a power of two up to 256 MiB"),
@@ -244,8 +256,9 @@ fn open_dynamic(file: &InputFile, footer: &Footer, size: u64) -> Result<Layout> 
     let needed = size.div_ceil(block_size);
     let entries = u64::from(header.max_table_entries.get());
     if entries < needed {
-        return Err(Error::corrupt(
+        return Err(Error::broken(
             file.path(),
+            &rules::VHD_BAT_TOO_SMALL,
             "VHD dynamic header",
             at + 28,
             format!(
@@ -253,29 +266,21 @@ fn open_dynamic(file: &InputFile, footer: &Footer, size: u64) -> Result<Layout> 
             ),
         ));
     }
-    let table = header.table_offset.get();
-    let mut bytes = vec![0u8; 0];
-    // Only the entries the disk uses are read; the file must hold them.
-    let len = needed * 4;
-    if table.checked_add(len).is_none_or(|e| e > file.len()) {
-        return Err(Error::corrupt(
+    if needed > MAX_BAT_ENTRIES {
+        return Err(Error::unsupported(
             file.path(),
-            "VHD BAT",
-            table,
-            format!("{needed} entries extend past the end of the file"),
+            format!(
+                "VHD dynamic header at offset {at}: {needed} blocks; vdconv reads at most {MAX_BAT_ENTRIES}"
+            ),
         ));
     }
-    bytes.resize(len as usize, 0);
-    file.read_exact_at(&mut bytes, table, "VHD BAT")?;
-    let bat = bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
-        .collect();
+    // Only the entries the disk uses are read, a window at a time; the file must hold them.
+    let table = header.table_offset.get();
+    let bat = Table::new(file, table, needed, Entry::U32Be, "VHD BAT")?;
     Ok(Layout::Dynamic(Dynamic {
         block_size,
         bat,
-        table,
-        data_start: (at + 1024).max(table + len),
+        data_start: (at + 1024).max(table + needed * 4),
         bitmap_len: bitmap_bytes(block_size),
         bitmap: None,
     }))
@@ -298,8 +303,12 @@ impl Disk for VhdDisk {
         self.size
     }
 
-    fn map(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
-        let d = match &self.layout {
+    fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    fn map_range(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
+        let d = match &mut self.layout {
             Layout::Fixed => {
                 push_run(out, offset, len, RunKind::Data);
                 return Ok(());
@@ -321,7 +330,7 @@ impl Disk for VhdDisk {
         Ok(())
     }
 
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+    fn read_range(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let d = match &mut self.layout {
             Layout::Fixed => return self.file.read_exact_at(buf, offset, "VHD data"),
             Layout::Dynamic(d) => d,
@@ -344,8 +353,8 @@ impl Disk for VhdDisk {
         Ok(())
     }
 
-    fn info(&mut self) -> Result<ImageInfo> {
-        let allocated = crate::disk::allocated_bytes(self)?;
+    fn describe(&mut self, cancel: &Cancel) -> Result<ImageInfo> {
+        let allocated = crate::disk::allocated_bytes(self, cancel)?;
         let f = &self.footer;
         let chs = f.chs();
         let (layout, block_size) = match &self.layout {
@@ -381,7 +390,6 @@ impl Disk for VhdDisk {
                 block_size,
             }),
             vhdx: None,
-            partitions: None,
             warnings: self.warnings.clone(),
         })
     }

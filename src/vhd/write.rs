@@ -3,13 +3,13 @@
 use zerocopy::IntoBytes;
 
 use crate::error::{Error, Result};
-use crate::output::Output;
+use crate::identity::Identity;
+use crate::sink::{ImageWriter, Sink, TableWriter, for_each_block};
 use crate::vhd::dynamic::{
     self, BAT_OFFSET, DynamicHeader, HEADER_OFFSET, UNALLOCATED, bat_bytes, bat_entries,
     bitmap_bytes, block_position,
 };
 use crate::vhd::footer::{DISK_DYNAMIC, DISK_FIXED, Footer, NO_DATA_OFFSET};
-use crate::writer::{ImageWriter, for_each_block};
 
 /// The largest disk a VHD holds.
 pub const MAX_SIZE: u64 = 2040 << 30;
@@ -18,17 +18,17 @@ pub const MAX_SIZE: u64 = 2040 << 30;
 /// specification; Azure takes more).
 pub fn check_size(size: u64, max: u64) -> Result<()> {
     if size == 0 {
-        return Err(Error::OutputLimit(
-            "the disk is empty (0 bytes); a VHD cannot hold it".into(),
+        return Err(Error::output_limit(
+            "the disk is empty (0 bytes); a VHD cannot hold it",
         ));
     }
     if size % 512 != 0 {
-        return Err(Error::OutputLimit(format!(
+        return Err(Error::output_limit(format!(
             "virtual size {size} bytes is not a multiple of 512; a VHD cannot hold it"
         )));
     }
     if size > max {
-        return Err(Error::OutputLimit(format!(
+        return Err(Error::output_limit(format!(
             "virtual size {size} bytes exceeds the VHD limit of {} GiB; use VHDX",
             max >> 30
         )));
@@ -36,89 +36,88 @@ pub fn check_size(size: u64, max: u64) -> Result<()> {
     Ok(())
 }
 
-fn new_unique_id() -> [u8; 16] {
-    *uuid::Uuid::new_v4().as_bytes()
-}
-
 /// A fixed VHD: the disk's bytes, then the footer.
-pub struct FixedVhdWriter {
-    out: Output,
+pub struct FixedVhdWriter<S: Sink> {
+    out: S,
     size: u64,
 }
 
-impl FixedVhdWriter {
+impl<S: Sink> FixedVhdWriter<S> {
     /// `size` must have passed `check_size`.
-    pub fn new(out: Output, size: u64) -> Self {
+    pub fn new(out: S, size: u64) -> Self {
         FixedVhdWriter { out, size }
     }
 }
 
-impl ImageWriter for FixedVhdWriter {
+impl<S: Sink> ImageWriter for FixedVhdWriter<S> {
     fn place(&mut self, offset: u64, len: u64, out: &mut Vec<(u64, u64)>) -> Result<()> {
         out.push((offset, len));
         Ok(())
     }
 
-    fn output(&self) -> &Output {
+    fn sink(&self) -> &dyn Sink {
         &self.out
     }
 
-    fn finish(self: Box<Self>) -> Result<Output> {
+    fn finish(self: Box<Self>, identity: Identity) -> Result<()> {
         // set_len first so zero tails are holes, then the footer right after the data.
         self.out.set_len(self.size)?;
-        let footer = Footer::new(self.size, DISK_FIXED, NO_DATA_OFFSET, new_unique_id());
-        self.out.write_at(footer.as_bytes(), self.size)?;
-        Ok(self.out)
+        let footer = Footer::new(self.size, DISK_FIXED, NO_DATA_OFFSET, identity);
+        self.out.write_at(footer.as_bytes(), self.size)
     }
 }
 
 /// A dynamic VHD: footer copy, header, BAT, allocated blocks, footer.
-pub struct DynamicVhdWriter {
-    out: Output,
+pub struct DynamicVhdWriter<S: Sink> {
+    out: S,
     size: u64,
     block_size: u64,
-    bat: Vec<u32>,
+    entries: u64,
+    /// The BAT, written into the file a window at a time as blocks are allocated.
+    bat: TableWriter,
     bitmap: Vec<u8>,
     /// First free byte after the blocks written so far.
     free: u64,
 }
 
-impl DynamicVhdWriter {
-    /// `size` must have passed `check_size`.
-    pub fn new(out: Output, size: u64, block_size: u64) -> Result<Self> {
-        if !block_size.is_power_of_two() || !(512 << 10..=256 << 20).contains(&block_size) {
-            return Err(Error::Usage(format!(
-                "VHD block size {block_size} is not a power of two from 512 KiB to 256 MiB"
-            )));
-        }
+/// Smallest and largest block sizes vdconv writes in a VHD.
+pub const MIN_BLOCK_SIZE: u64 = 512 << 10;
+pub const MAX_BLOCK_SIZE: u64 = 256 << 20;
+
+impl<S: Sink> DynamicVhdWriter<S> {
+    /// `size` must have passed `check_size` and `block_size` be a power of two from
+    /// MIN_BLOCK_SIZE to MAX_BLOCK_SIZE (the plan validates both).
+    pub fn new(out: S, size: u64, block_size: u64) -> Self {
         let entries = bat_entries(size, block_size);
-        Ok(DynamicVhdWriter {
+        DynamicVhdWriter {
             out,
             size,
             block_size,
-            bat: vec![UNALLOCATED; entries as usize],
+            entries,
+            bat: TableWriter::new(BAT_OFFSET, entries, UNALLOCATED.to_be_bytes().to_vec()),
             bitmap: vec![0xFF; bitmap_bytes(block_size) as usize],
             free: BAT_OFFSET + bat_bytes(entries),
-        })
+        }
     }
 
     /// File offset of block `index`'s data, allocating the block (bitmap first, data on a
     /// 4 KiB boundary) after the last one on its first write.
     fn block_data_offset(&mut self, index: u64) -> Result<u64> {
         let bitmap_len = self.bitmap.len() as u64;
-        let entry = self.bat[index as usize];
+        let entry = self.bat.get(&self.out, index)?;
+        let entry = u32::from_be_bytes([entry[0], entry[1], entry[2], entry[3]]);
         if entry != UNALLOCATED {
             return Ok(u64::from(entry) * 512 + bitmap_len);
         }
         let at = block_position(self.free, self.block_size);
         let bat_entry = u32::try_from(at / 512).map_err(|_| {
-            Error::OutputLimit(format!(
+            Error::output_limit(format!(
                 "block {index} would start past the 2 TiB reach of a VHD BAT entry"
             ))
         })?;
         self.fill_bitmap(index);
         self.out.write_at(&self.bitmap, at)?;
-        self.bat[index as usize] = bat_entry;
+        self.bat.set(&self.out, index, &bat_entry.to_be_bytes())?;
         self.free = at + bitmap_len + self.block_size;
         Ok(at + bitmap_len)
     }
@@ -136,7 +135,7 @@ impl DynamicVhdWriter {
     }
 }
 
-impl ImageWriter for DynamicVhdWriter {
+impl<S: Sink> ImageWriter for DynamicVhdWriter<S> {
     fn place(&mut self, offset: u64, len: u64, out: &mut Vec<(u64, u64)>) -> Result<()> {
         for_each_block(offset, len, self.block_size, |block, within, n| {
             out.push((self.block_data_offset(block)? + within, n));
@@ -144,27 +143,22 @@ impl ImageWriter for DynamicVhdWriter {
         })
     }
 
-    fn output(&self) -> &Output {
+    fn sink(&self) -> &dyn Sink {
         &self.out
     }
 
-    fn finish(self: Box<Self>) -> Result<Output> {
-        let mut bat = vec![0xFFu8; bat_bytes(self.bat.len() as u64) as usize];
-        for (slot, entry) in bat.chunks_exact_mut(4).zip(&self.bat) {
-            slot.copy_from_slice(&entry.to_be_bytes());
-        }
-        self.out.write_at(&bat, BAT_OFFSET)?;
-        let header = DynamicHeader::new(self.block_size as u32, self.bat.len() as u32);
-        self.out.write_at(header.as_bytes(), HEADER_OFFSET)?;
-        let footer = Footer::new(
-            self.size,
-            DISK_DYNAMIC,
-            dynamic::HEADER_OFFSET,
-            new_unique_id(),
-        );
-        self.out.write_at(footer.as_bytes(), 0)?;
-        self.out.set_len(self.free)?;
-        self.out.write_at(footer.as_bytes(), self.free)?;
-        Ok(self.out)
+    fn finish(self: Box<Self>, identity: Identity) -> Result<()> {
+        let this = *self;
+        this.bat.finish(&this.out)?;
+        // The BAT's padding to a whole sector reads as unallocated entries too.
+        let table_end = BAT_OFFSET + this.entries * 4;
+        let padding = (BAT_OFFSET + bat_bytes(this.entries) - table_end) as usize;
+        this.out.write_at(&vec![0xFF; padding], table_end)?;
+        let header = DynamicHeader::new(this.block_size as u32, this.entries as u32);
+        this.out.write_at(header.as_bytes(), HEADER_OFFSET)?;
+        let footer = Footer::new(this.size, DISK_DYNAMIC, dynamic::HEADER_OFFSET, identity);
+        this.out.write_at(footer.as_bytes(), 0)?;
+        this.out.set_len(this.free)?;
+        this.out.write_at(footer.as_bytes(), this.free)
     }
 }

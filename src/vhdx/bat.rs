@@ -47,6 +47,50 @@ impl BatLayout {
     pub fn region_bytes(&self) -> u64 {
         (self.total_entries() * 8).div_ceil(MIB).max(1) * MIB
     }
+
+    /// Bytes of payload block `block` that lie inside a disk of `virtual_size` bytes (the
+    /// last block may be partial).
+    pub fn used_bytes(&self, block: u64, virtual_size: u64) -> u64 {
+        virtual_size
+            .saturating_sub(block * self.block_size)
+            .min(self.block_size)
+    }
+}
+
+/// Where a present block lies, judged the same way by the reader and by `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockFit {
+    /// Wholly inside the file, clear of the headers, log, BAT and metadata.
+    Inside,
+    /// Its used bytes are inside, but the whole block runs past the end of the file (a
+    /// partial last block of a file qemu wrote): readable, though Windows refuses it.
+    TailOutside,
+    /// Its used bytes leave the file, lie in the first MiB, or touch a reserved region.
+    Outside,
+}
+
+/// Judges a present block at file offset `offset` with `used` bytes inside the disk.
+/// `reserved` holds (offset, length) of the log, BAT and metadata regions.
+pub fn block_fit(
+    offset: u64,
+    used: u64,
+    block_size: u64,
+    file_len: u64,
+    reserved: &[(u64, u64)],
+) -> BlockFit {
+    let (Some(used_end), whole_end) = (offset.checked_add(used), offset.checked_add(block_size))
+    else {
+        return BlockFit::Outside;
+    };
+    let collides =
+        |&(start, len): &(u64, u64)| offset < start.saturating_add(len) && start < used_end;
+    if offset < MIB || used_end > file_len || reserved.iter().any(collides) {
+        BlockFit::Outside
+    } else if whole_end.is_none_or(|e| e > file_len) {
+        BlockFit::TailOutside
+    } else {
+        BlockFit::Inside
+    }
 }
 
 /// An entry: state in bits 0-2, file offset in MiB in bits 20-63.
@@ -99,6 +143,33 @@ mod tests {
         assert_eq!(l.payload_blocks, 2);
         assert_eq!(l.total_entries(), 2);
         assert_eq!(l.region_bytes(), 1 << 20);
+    }
+
+    #[test]
+    fn a_partial_last_block_is_readable_but_not_whole() {
+        let mib = MIB;
+        assert_eq!(
+            block_fit(4 * mib, mib, 2 * mib, 6 * mib, &[]),
+            BlockFit::Inside
+        );
+        assert_eq!(
+            block_fit(4 * mib, mib, 2 * mib, 5 * mib, &[]),
+            BlockFit::TailOutside
+        );
+        assert_eq!(
+            block_fit(4 * mib, 2 * mib, 2 * mib, 5 * mib, &[]),
+            BlockFit::Outside
+        );
+        assert_eq!(block_fit(0, mib, mib, 8 * mib, &[]), BlockFit::Outside);
+        assert_eq!(
+            block_fit(u64::MAX - mib, 2 * mib, 2 * mib, u64::MAX, &[]),
+            BlockFit::Outside,
+            "no wrap-around"
+        );
+        assert_eq!(
+            block_fit(3 * mib, mib, mib, 8 * mib, &[(3 * mib, mib)]),
+            BlockFit::Outside
+        );
     }
 
     #[test]

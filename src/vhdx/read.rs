@@ -1,18 +1,18 @@
 //! Reading fixed and dynamic VHDX files. Images whose log must be replayed and
 //! differencing images are recognised and refused.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use zerocopy::FromBytes;
 
+use crate::cancel::Cancel;
+use crate::disk::info::{ExtentInfo, ImageInfo, VhdxDetails};
+use crate::disk::table::{Entry, Table};
 use crate::disk::{Disk, InputFile, Run, RunKind, push_run};
 use crate::error::{Error, Result};
-use crate::info::{ExtentInfo, ImageInfo, VhdxDetails};
-use crate::vhdx::bat::{self, BatLayout};
+use crate::rules;
+use crate::vhdx::bat::{self, BatLayout, BlockFit};
 use crate::vhdx::format::*;
-
-/// BAT entries read at a time: 32 KiB.
-const BAT_WINDOW: u64 = 4096;
 
 /// What the headers, region table and metadata say.
 #[derive(Debug, Clone)]
@@ -36,8 +36,7 @@ pub struct VhdxDisk {
     file: InputFile,
     meta: VhdxMeta,
     layout: BatLayout,
-    /// A window of BAT entries: (first index, entries).
-    window: Option<(u64, Vec<u64>)>,
+    bat: Table,
     warnings: Vec<String>,
 }
 
@@ -300,90 +299,79 @@ impl VhdxDisk {
             u64::from(meta.logical_sector),
         );
         let needed = layout.total_entries() * 8;
-        if meta.bat_length < needed
-            || meta
-                .bat_offset
-                .checked_add(needed)
-                .is_none_or(|e| e > file.len())
-        {
-            return Err(Error::corrupt(
+        if meta.bat_length < needed {
+            return Err(Error::broken(
                 file.path(),
+                &rules::VHDX_BAT_REGION_TOO_SMALL,
                 "VHDX BAT",
                 meta.bat_offset,
                 format!(
-                    "{} entries do not fit the region of {} bytes inside the file",
+                    "{} entries do not fit the region of {} bytes",
                     layout.total_entries(),
                     meta.bat_length
                 ),
             ));
         }
+        // Entries are read a window at a time; the file must hold them all.
+        let bat = Table::new(
+            &file,
+            meta.bat_offset,
+            layout.total_entries(),
+            Entry::U64Le,
+            "VHDX BAT",
+        )?;
         Ok(VhdxDisk {
             file,
             meta,
             layout,
-            window: None,
+            bat,
             warnings: Vec::new(),
         })
-    }
-
-    /// The BAT entry at `index`, through a window of entries.
-    fn entry(&mut self, index: u64) -> Result<u64> {
-        let first = index / BAT_WINDOW * BAT_WINDOW;
-        if self.window.as_ref().is_none_or(|(f, _)| *f != first) {
-            let count = BAT_WINDOW.min(self.layout.total_entries() - first);
-            let mut bytes = vec![0u8; count as usize * 8];
-            self.file
-                .read_exact_at(&mut bytes, self.meta.bat_offset + first * 8, "VHDX BAT")?;
-            let entries = bytes
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            self.window = Some((first, entries));
-        }
-        Ok(self.window.as_ref().unwrap().1[(index - first) as usize])
     }
 
     /// File offset of payload block `block`, or None when it reads as zeros.
     fn block(&mut self, block: u64) -> Result<Option<u64>> {
         let index = self.layout.payload_index(block);
-        let entry = self.entry(index)?;
+        let entry = self.bat.get(&self.file, index)?;
         let (state, offset, _) = bat::decode(entry);
-        let at = self.meta.bat_offset + index * 8;
+        let at = self.bat.entry_offset(index);
         match state {
+            // Trimmed blocks (unmapped, undefined) may keep an offset: they read as zeros.
             bat::NOT_PRESENT | bat::UNDEFINED | bat::ZERO | bat::UNMAPPED => Ok(None),
             bat::FULLY_PRESENT => {
-                let used = (self.meta.virtual_size - block * self.meta.block_size)
-                    .min(self.meta.block_size);
-                let end = offset.checked_add(used);
-                let collides = |(start, len): (u64, u64)| {
-                    end.is_some_and(|e| offset < start.saturating_add(len) && start < e)
-                };
-                if offset < MIB
-                    || end.is_none_or(|e| e > self.file.len())
-                    || self.meta.reserved_ranges().into_iter().any(collides)
-                {
-                    return Err(Error::corrupt(
+                let used = self.layout.used_bytes(block, self.meta.virtual_size);
+                match bat::block_fit(
+                    offset,
+                    used,
+                    self.meta.block_size,
+                    self.file.len(),
+                    &self.meta.reserved_ranges(),
+                ) {
+                    BlockFit::Inside | BlockFit::TailOutside => Ok(Some(offset)),
+                    BlockFit::Outside => Err(Error::broken(
                         self.file.path(),
+                        &rules::VHDX_BLOCK_BEYOND_EOF,
                         "VHDX BAT entry",
                         at,
                         format!(
                             "block {block} at file offset {offset} lies outside the file ({} bytes) or on its headers, log, BAT or metadata",
                             self.file.len()
                         ),
-                    ));
+                    )),
                 }
-                Ok(Some(offset))
             }
-            bat::PARTIALLY_PRESENT => Err(Error::corrupt(
+            bat::PARTIALLY_PRESENT => Err(Error::broken(
                 self.file.path(),
+                &rules::VHDX_BAT_STATE,
                 "VHDX BAT entry",
                 at,
                 format!(
                     "block {block} is partially present, which only differencing images may be"
                 ),
             )),
-            other => Err(Error::corrupt(
+            other => Err(Error::broken(
                 self.file.path(),
+                &rules::VHDX_BAT_STATE,
                 "VHDX BAT entry",
                 at,
                 format!("block {block} has invalid state {other}"),
@@ -397,7 +385,11 @@ impl Disk for VhdxDisk {
         self.meta.virtual_size
     }
 
-    fn map(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
+    fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    fn map_range(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
         let bs = self.meta.block_size;
         let end = offset + len;
         let mut pos = offset;
@@ -415,7 +407,7 @@ impl Disk for VhdxDisk {
         Ok(())
     }
 
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+    fn read_range(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         let bs = self.meta.block_size;
         let mut done = 0usize;
         while done < buf.len() {
@@ -433,8 +425,8 @@ impl Disk for VhdxDisk {
         Ok(())
     }
 
-    fn info(&mut self) -> Result<ImageInfo> {
-        let allocated = crate::disk::allocated_bytes(self)?;
+    fn describe(&mut self, cancel: &Cancel) -> Result<ImageInfo> {
+        let allocated = crate::disk::allocated_bytes(self, cancel)?;
         let layout = if self.meta.leave_block_allocated {
             "fixed"
         } else {
@@ -462,7 +454,6 @@ impl Disk for VhdxDisk {
                 physical_sector_size: self.meta.physical_sector,
                 sequence_number: self.meta.sequence_number,
             }),
-            partitions: None,
             warnings: self.warnings.clone(),
         })
     }

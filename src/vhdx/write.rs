@@ -5,12 +5,14 @@
 use zerocopy::{FromZeros, IntoBytes};
 
 use crate::error::{Error, Result};
-use crate::output::Output;
+use crate::identity::Identity;
+use crate::sink::{ImageWriter, Sink, TableWriter, for_each_block};
 use crate::vhdx::bat::{self, BatLayout};
 use crate::vhdx::format::*;
-use crate::writer::{ImageWriter, for_each_block};
 
 pub const DEFAULT_BLOCK_SIZE: u64 = 32 * MIB;
+pub const MIN_BLOCK_SIZE: u64 = MIB;
+pub const MAX_BLOCK_SIZE: u64 = 256 * MIB;
 pub const DEFAULT_PHYSICAL_SECTOR: u32 = 4096;
 
 /// Shape of the VHDX to write.
@@ -26,34 +28,38 @@ pub struct VhdxParams {
 impl VhdxParams {
     pub fn validate(&self) -> Result<()> {
         if !self.block_size.is_power_of_two() || !(MIB..=256 * MIB).contains(&self.block_size) {
-            return Err(Error::Usage(format!(
-                "VHDX block size {} is not a power of two from 1 MiB to 256 MiB",
-                self.block_size
-            )));
+            return Err(Error::usage(
+                Some("--block-size"),
+                format!(
+                    "VHDX block size {} is not a power of two from 1 MiB to 256 MiB",
+                    self.block_size
+                ),
+            ));
         }
-        for (what, v) in [
-            ("logical", self.logical_sector),
-            ("physical", self.physical_sector),
+        for (option, v) in [
+            ("--logical-sector", self.logical_sector),
+            ("--physical-sector", self.physical_sector),
         ] {
             if v != 512 && v != 4096 {
-                return Err(Error::Usage(format!(
-                    "{what} sector size {v} is not 512 or 4096"
-                )));
+                return Err(Error::usage(
+                    Some(option),
+                    format!("sector size {v} is not 512 or 4096"),
+                ));
             }
         }
         if self.size == 0 {
-            return Err(Error::OutputLimit(
-                "the disk is empty (0 bytes); a VHDX cannot hold it".into(),
+            return Err(Error::output_limit(
+                "the disk is empty (0 bytes); a VHDX cannot hold it",
             ));
         }
         if self.size % u64::from(self.logical_sector) != 0 {
-            return Err(Error::OutputLimit(format!(
+            return Err(Error::output_limit(format!(
                 "virtual size {} bytes is not a multiple of the {}-byte logical sector; use --logical-sector 512",
                 self.size, self.logical_sector
             )));
         }
         if self.size > MAX_SIZE {
-            return Err(Error::OutputLimit(format!(
+            return Err(Error::output_limit(format!(
                 "virtual size {} bytes exceeds the VHDX limit of 64 TiB",
                 self.size
             )));
@@ -62,42 +68,35 @@ impl VhdxParams {
     }
 }
 
-pub struct VhdxWriter {
-    out: Output,
+pub struct VhdxWriter<S: Sink> {
+    out: S,
     params: VhdxParams,
     layout: BatLayout,
-    bat: Vec<u64>,
+    /// The BAT, written into the file a window at a time (dynamic images).
+    bat: TableWriter,
     /// Where the data area starts (after the BAT region).
     data_start: u64,
     /// Next free block position (dynamic).
     free: u64,
 }
 
-impl VhdxWriter {
-    pub fn new(out: Output, params: VhdxParams) -> Result<Self> {
-        params.validate()?;
+impl<S: Sink> VhdxWriter<S> {
+    /// `params` must have passed `validate`.
+    pub fn new(out: S, params: VhdxParams) -> Self {
         let layout = BatLayout::new(
             params.size,
             params.block_size,
             u64::from(params.logical_sector),
         );
         let data_start = BAT_OFFSET + layout.region_bytes();
-        let mut bat = vec![0u64; layout.total_entries() as usize];
-        if params.fixed {
-            // Every payload block fully present at its place in one contiguous data area.
-            for block in 0..layout.payload_blocks {
-                let at = data_start + block * params.block_size;
-                bat[layout.payload_index(block) as usize] = bat::encode(bat::FULLY_PRESENT, at);
-            }
-        }
-        Ok(VhdxWriter {
+        VhdxWriter {
             out,
             params,
             layout,
-            bat,
+            bat: TableWriter::new(BAT_OFFSET, layout.total_entries(), vec![0; 8]),
             data_start,
             free: data_start,
-        })
+        }
     }
 
     fn write_file_identifier(&self) -> Result<()> {
@@ -110,9 +109,9 @@ impl VhdxWriter {
         self.out.write_at(&id, 0)
     }
 
-    fn write_headers(&self) -> Result<()> {
-        let file_write = *uuid::Uuid::new_v4().as_bytes();
-        let data_write = *uuid::Uuid::new_v4().as_bytes();
+    fn write_headers(&self, identity: &Identity) -> Result<()> {
+        let file_write = identity.uuid("vhdx file write guid");
+        let data_write = identity.uuid("vhdx data write guid");
         // Two valid headers with different sequence numbers: the second is current.
         for (seq, at) in [(0, HEADER1_OFFSET), (1, HEADER2_OFFSET)] {
             let h = Header::new(seq, file_write, data_write);
@@ -144,10 +143,10 @@ impl VhdxWriter {
         self.out.write_at(&table, REGION2_OFFSET)
     }
 
-    fn write_metadata(&self) -> Result<()> {
+    fn write_metadata(&self, identity: &Identity) -> Result<()> {
         let p = &self.params;
         let mut region = vec![0u8; METADATA_TABLE_SIZE + 4096];
-        let page83 = *uuid::Uuid::new_v4().as_bytes();
+        let page83 = identity.uuid("vhdx page 83");
         let flags = if p.fixed { LEAVE_BLOCK_ALLOCATED } else { 0 };
         let mut file_params = (p.block_size as u32).to_le_bytes().to_vec();
         file_params.extend_from_slice(&flags.to_le_bytes());
@@ -185,59 +184,71 @@ impl VhdxWriter {
         self.out.write_at(&region, METADATA_OFFSET)
     }
 
-    fn write_bat(&self) -> Result<()> {
-        let mut bytes = vec![0u8; self.layout.region_bytes() as usize];
-        for (slot, entry) in bytes.chunks_exact_mut(8).zip(&self.bat) {
-            slot.copy_from_slice(&entry.to_le_bytes());
+    /// A fixed image's BAT: every payload block fully present at its place in one
+    /// contiguous data area, computed and written a window at a time.
+    fn write_fixed_bat(&mut self) -> Result<()> {
+        for block in 0..self.layout.payload_blocks {
+            let at = self.data_start + block * self.params.block_size;
+            let entry = bat::encode(bat::FULLY_PRESENT, at);
+            self.bat.set(
+                &self.out,
+                self.layout.payload_index(block),
+                &entry.to_le_bytes(),
+            )?;
         }
-        self.out.write_at(&bytes, BAT_OFFSET)
+        Ok(())
     }
-}
 
-impl VhdxWriter {
     /// File offset of payload block `block`, allocating it at the end when dynamic.
-    fn block_offset(&mut self, block: u64) -> u64 {
+    fn block_offset(&mut self, block: u64) -> Result<u64> {
         if self.params.fixed {
-            return self.data_start + block * self.params.block_size;
+            return Ok(self.data_start + block * self.params.block_size);
         }
-        let slot = self.layout.payload_index(block) as usize;
-        let (state, offset, _) = bat::decode(self.bat[slot]);
+        let slot = self.layout.payload_index(block);
+        let entry = self.bat.get(&self.out, slot)?;
+        let (state, offset, _) = bat::decode(u64::from_le_bytes(
+            entry.try_into().expect("8-byte BAT entries"),
+        ));
         if state == bat::FULLY_PRESENT {
-            return offset;
+            return Ok(offset);
         }
         let at = self.free;
         self.free += self.params.block_size;
-        self.bat[slot] = bat::encode(bat::FULLY_PRESENT, at);
-        at
+        let entry = bat::encode(bat::FULLY_PRESENT, at);
+        self.bat.set(&self.out, slot, &entry.to_le_bytes())?;
+        Ok(at)
     }
 }
 
-impl ImageWriter for VhdxWriter {
+impl<S: Sink> ImageWriter for VhdxWriter<S> {
     fn place(&mut self, offset: u64, len: u64, out: &mut Vec<(u64, u64)>) -> Result<()> {
         for_each_block(offset, len, self.params.block_size, |block, within, n| {
-            out.push((self.block_offset(block) + within, n));
+            out.push((self.block_offset(block)? + within, n));
             Ok(())
         })
     }
 
-    fn output(&self) -> &Output {
+    fn sink(&self) -> &dyn Sink {
         &self.out
     }
 
-    fn finish(self: Box<Self>) -> Result<Output> {
-        self.write_file_identifier()?;
-        self.write_headers()?;
-        self.write_region_tables()?;
+    fn finish(self: Box<Self>, identity: Identity) -> Result<()> {
+        let mut this = *self;
+        this.write_file_identifier()?;
+        this.write_headers(&identity)?;
+        this.write_region_tables()?;
         // The log stays zeros (a hole): LogGuid zero says there is nothing to replay.
-        self.write_metadata()?;
-        self.write_bat()?;
-        let end = if self.params.fixed {
-            self.data_start + self.layout.payload_blocks * self.params.block_size
+        this.write_metadata(&identity)?;
+        if this.params.fixed {
+            this.write_fixed_bat()?;
+        }
+        let end = if this.params.fixed {
+            this.data_start + this.layout.payload_blocks * this.params.block_size
         } else {
-            self.free
+            this.free
         };
+        this.bat.finish(&this.out)?;
         // Every present block lies wholly inside the file, the last one included.
-        self.out.set_len(end)?;
-        Ok(self.out)
+        this.out.set_len(end)
     }
 }

@@ -32,7 +32,32 @@ pub enum ExtentType {
     Vmfsraw,
 }
 
+impl Access {
+    /// As a descriptor spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::Rw => "RW",
+            Access::Rdonly => "RDONLY",
+            Access::Noaccess => "NOACCESS",
+        }
+    }
+}
+
 impl ExtentType {
+    /// As a descriptor spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExtentType::Flat => "FLAT",
+            ExtentType::Sparse => "SPARSE",
+            ExtentType::Zero => "ZERO",
+            ExtentType::Vmfs => "VMFS",
+            ExtentType::Vmfssparse => "VMFSSPARSE",
+            ExtentType::Sesparse => "SESPARSE",
+            ExtentType::Vmfsrdm => "VMFSRDM",
+            ExtentType::Vmfsraw => "VMFSRAW",
+        }
+    }
+
     fn parse(word: &str) -> Option<Self> {
         Some(match word.to_ascii_uppercase().as_str() {
             "FLAT" => ExtentType::Flat,

@@ -1,22 +1,16 @@
 //! Assembling a VMDK disk from its descriptor: each extent line becomes a flat file range,
 //! a sparse extent, or zeros, and the disk is their concatenation.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
+use crate::cancel::Cancel;
 use crate::detect::Format;
-use crate::disk::{Disk, InputFile, Run, RunKind, push_run};
+use crate::disk::info::{ExtentInfo, Geometry, ImageInfo, VmdkDetails};
+use crate::disk::{Disk, Folder, InputFile, OpenError, OpenOptions, Run, RunKind, push_run};
 use crate::error::{Error, Result};
-use crate::info::{ExtentInfo, Geometry, ImageInfo, VmdkDetails};
 use crate::vmdk::descriptor::{Access, Descriptor, ExtentLine, ExtentType};
 use crate::vmdk::header::{SECTOR, SparseHeader};
 use crate::vmdk::sparse::SparseExtent;
-
-/// Options for opening images that name other files.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct OpenOptions {
-    /// Allow extent files outside the descriptor's folder (absolute names, `..`, links).
-    pub allow_outside_paths: bool,
-}
 
 enum ExtentData {
     Flat {
@@ -50,7 +44,7 @@ const MAX_TEXT_DESCRIPTOR: u64 = 1 << 20;
 
 impl VmdkDisk {
     /// Opens a VMDK of either kind `detect` found.
-    pub fn open(file: InputFile, format: Format, options: OpenOptions) -> Result<Self> {
+    pub fn open(file: InputFile, format: Format, options: &OpenOptions) -> Result<Self> {
         if format == Format::VmdkSparse {
             return Self::open_sparse(file)?.check_total();
         }
@@ -86,6 +80,15 @@ impl VmdkDisk {
         let header = SparseHeader::parse(&bytes, file.path(), 0)?;
         let path = file.path().to_path_buf();
         if header.descriptor_offset == 0 {
+            if let Some(descriptor) = descriptor_naming(file.path()) {
+                return Err(Error::is_extent(
+                    file.path(),
+                    format!(
+                        "is an extent of {}, which names it; convert that descriptor instead",
+                        descriptor.display()
+                    ),
+                ));
+            }
             let len = header.capacity * SECTOR;
             let line = ExtentLine {
                 access: Access::Rw,
@@ -95,7 +98,7 @@ impl VmdkDisk {
                 offset: 0,
                 line: 0,
             };
-            let sparse = SparseExtent::open(file, header, len)?;
+            let sparse = SparseExtent::open(file, header, len, false)?;
             let mut disk = Self::assemble(
                 path,
                 Descriptor::default(),
@@ -110,8 +113,9 @@ impl VmdkDisk {
         }
         const MAX_DESCRIPTOR_SECTORS: u64 = 2048;
         if header.descriptor_size == 0 || header.descriptor_size > MAX_DESCRIPTOR_SECTORS {
-            return Err(Error::corrupt(
+            return Err(Error::broken(
                 &path,
+                &crate::rules::VMDK_HEADER,
                 "sparse header",
                 36,
                 format!(
@@ -120,7 +124,18 @@ impl VmdkDisk {
                 ),
             ));
         }
-        let desc_offset = header.descriptor_offset.saturating_mul(SECTOR);
+        let desc_offset = header
+            .descriptor_offset
+            .checked_mul(SECTOR)
+            .ok_or_else(|| {
+                Error::broken(
+                    &path,
+                    &crate::rules::VMDK_HEADER,
+                    "sparse header",
+                    28,
+                    "embedded descriptor offset overflows",
+                )
+            })?;
         let mut text = vec![0u8; (header.descriptor_size * SECTOR) as usize];
         file.read_exact_at(&mut text, desc_offset, "embedded descriptor")?;
         let descriptor = parse_descriptor(&path, &text)?;
@@ -135,27 +150,23 @@ impl VmdkDisk {
             ));
         };
         if line.kind != ExtentType::Sparse {
-            return Err(Error::Descriptor {
-                path,
-                line: line.line,
-                detail: format!(
-                    "embedded descriptor's extent is {:?}, not SPARSE",
-                    line.kind
+            return Err(Error::descriptor(
+                &path,
+                line.line,
+                format!(
+                    "embedded descriptor's extent is {}, not SPARSE",
+                    line.kind.name()
                 ),
-            });
+            ));
         }
         let line = line.clone();
         let len = line
             .sectors
             .checked_mul(SECTOR)
-            .ok_or_else(|| Error::Descriptor {
-                path: path.clone(),
-                line: line.line,
-                detail: "extent size overflows".into(),
-            })?;
+            .ok_or_else(|| Error::descriptor(&path, line.line, "extent size overflows"))?;
         // The extent line names this very file; use the file we have open, since the
         // image may have been renamed since the descriptor was written.
-        let sparse = SparseExtent::open(file, header, len)?;
+        let sparse = SparseExtent::open(file, header, len, false)?;
         Ok(Self::assemble(
             path,
             descriptor,
@@ -165,27 +176,18 @@ impl VmdkDisk {
     }
 
     /// Opens a text descriptor and every extent it names.
-    fn open_descriptor(path: &Path, text: &[u8], options: OpenOptions) -> Result<Self> {
+    fn open_descriptor(path: &Path, text: &[u8], options: &OpenOptions) -> Result<Self> {
         let descriptor = parse_descriptor(path, text)?;
         refuse_unsupported_kinds(path, &descriptor)?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
+        let dir = Folder::of(path)?;
         let mut parts = Vec::with_capacity(descriptor.extents.len());
         let mut warnings = Vec::new();
         for line in &descriptor.extents {
-            let bad_line = |detail: String| Error::Descriptor {
-                path: path.to_path_buf(),
-                line: line.line,
-                detail,
-            };
+            let bad_line = |detail: &str| Error::descriptor(path, line.line, detail);
             let len = line
                 .sectors
                 .checked_mul(SECTOR)
-                .ok_or_else(|| bad_line("extent size overflows".into()))?;
+                .ok_or_else(|| bad_line("extent size overflows"))?;
             if line.access == Access::Noaccess {
                 warnings.push(format!(
                     "descriptor line {}: NOACCESS extent of {len} bytes read as zeros",
@@ -197,16 +199,16 @@ impl VmdkDisk {
             let data = match line.kind {
                 ExtentType::Zero => ExtentData::Zero,
                 ExtentType::Flat | ExtentType::Vmfs => {
-                    let file = open_extent_file(path, dir, line, options)?;
+                    let file = open_extent_file(path, &dir, line, options)?;
                     let base = line
                         .offset
                         .checked_mul(SECTOR)
-                        .ok_or_else(|| bad_line("extent offset overflows".into()))?;
+                        .ok_or_else(|| bad_line("extent offset overflows"))?;
                     let needed = base
                         .checked_add(len)
-                        .ok_or_else(|| bad_line("extent end overflows".into()))?;
+                        .ok_or_else(|| bad_line("extent end overflows"))?;
                     if file.len() < needed {
-                        return Err(Error::corrupt(
+                        return Err(Error::truncated(
                             file.path(),
                             "flat extent",
                             file.len(),
@@ -220,7 +222,7 @@ impl VmdkDisk {
                     ExtentData::Flat { file, base }
                 }
                 ExtentType::Sparse => {
-                    let file = open_extent_file(path, dir, line, options)?;
+                    let file = open_extent_file(path, &dir, line, options)?;
                     let mut bytes = [0u8; 512];
                     file.read_exact_at(&mut bytes, 0, "sparse header")?;
                     if &bytes[0..4] == b"COWD" {
@@ -230,25 +232,27 @@ impl VmdkDisk {
                         ));
                     }
                     let header = SparseHeader::parse(&bytes, file.path(), 0)?;
-                    ExtentData::Sparse(Box::new(SparseExtent::open(file, header, len)?))
+                    ExtentData::Sparse(Box::new(SparseExtent::open(file, header, len, false)?))
                 }
                 ExtentType::Vmfssparse | ExtentType::Sesparse => {
                     return Err(Error::unsupported(
                         path,
                         format!(
-                            "descriptor line {}: {:?} extents are ESXi snapshot deltas; not supported yet",
-                            line.line, line.kind
+                            "descriptor line {}: {} extents are ESXi snapshot deltas; not supported yet",
+                            line.line,
+                            line.kind.name()
                         ),
                     ));
                 }
                 ExtentType::Vmfsrdm | ExtentType::Vmfsraw => {
-                    return Err(Error::Refused {
-                        path: path.to_path_buf(),
-                        detail: format!(
-                            "descriptor line {}: {:?} extents map a raw device; vdconv reads only image files",
-                            line.line, line.kind
+                    return Err(Error::refused(
+                        path,
+                        format!(
+                            "descriptor line {}: {} extents map a raw device; vdconv reads only image files",
+                            line.line,
+                            line.kind.name()
                         ),
-                    });
+                    ));
                 }
             };
             parts.push((line.clone(), data));
@@ -306,7 +310,7 @@ impl VmdkDisk {
         }
     }
 
-    /// Index of the extent holding virtual byte `offset`.
+    /// Index of the extent holding virtual byte `offset` (`extents.len()` at the end).
     fn extent_at(&self, offset: u64) -> usize {
         self.extents.partition_point(|e| e.start + e.len <= offset)
     }
@@ -341,11 +345,7 @@ fn file_name(path: &Path) -> String {
 }
 
 fn parse_descriptor(path: &Path, text: &[u8]) -> Result<Descriptor> {
-    Descriptor::parse_bytes(text).map_err(|e| Error::Descriptor {
-        path: path.to_path_buf(),
-        line: e.line,
-        detail: e.detail,
-    })
+    Descriptor::parse_bytes(text).map_err(|e| Error::descriptor(path, e.line, e.detail))
 }
 
 /// Refuses what the descriptor header says is a delta or a device before any extent is
@@ -358,13 +358,13 @@ fn refuse_unsupported_kinds(path: &Path, d: &Descriptor) -> Result<()> {
         | "vmfsraw"
         | "vmfsrawdevicemap"
         | "vmfspassthroughrawdevicemap" => {
-            return Err(Error::Refused {
-                path: path.to_path_buf(),
-                detail: format!(
+            return Err(Error::refused(
+                path,
+                format!(
                     "createType {} maps a raw device; vdconv reads only image files",
                     d.create_type().unwrap_or_default()
                 ),
-            });
+            ));
         }
         "vmfssparse" | "sesparse" => {
             return Err(Error::unsupported(
@@ -394,70 +394,83 @@ fn refuse_unsupported_kinds(path: &Path, d: &Descriptor) -> Result<()> {
     Ok(())
 }
 
-/// Resolves an extent's file name against the descriptor's folder and opens it, refusing
-/// names that lead outside that folder unless allowed, and anything but a regular file.
+/// Opens an extent file named on a descriptor line, beneath the descriptor's folder unless
+/// outside paths are allowed, refusing anything but a regular file (devices are never read).
 fn open_extent_file(
     descriptor: &Path,
-    dir: &Path,
+    dir: &Folder,
     line: &ExtentLine,
-    options: OpenOptions,
+    options: &OpenOptions,
 ) -> Result<InputFile> {
     let name = line.file.as_deref().unwrap_or_default();
-    let refuse = |detail: String| Error::Refused {
-        path: descriptor.to_path_buf(),
-        detail: format!(
-            "descriptor line {}: extent file {name:?} {detail}",
-            line.line
-        ),
+    let refuse = |detail: &str| {
+        Error::refused(
+            descriptor,
+            format!(
+                "descriptor line {}: extent file {name:?} {detail}",
+                line.line
+            ),
+        )
     };
-    let relative = Path::new(name);
-    if !options.allow_outside_paths {
-        if relative.is_absolute() {
-            return Err(refuse(
-                "is an absolute path; pass --allow-outside-paths if you trust this descriptor"
-                    .into(),
-            ));
-        }
-        if relative
-            .components()
-            .any(|c| matches!(c, Component::ParentDir))
-        {
-            return Err(refuse(
-                "leads out of the descriptor's folder with '..'; pass --allow-outside-paths if you trust this descriptor".into(),
-            ));
-        }
-    }
-    let candidate = dir.join(relative);
-    let missing = |e: std::io::Error| {
-        Error::input_io(
-            &candidate,
+    match dir.open(Path::new(name), !options.allow_outside_paths) {
+        Ok(file) => Ok(file),
+        Err(OpenError::Escapes) => Err(refuse(
+            "leads outside the descriptor's folder (an absolute name, '..', or a link); pass --allow-outside-paths if you trust this descriptor",
+        )),
+        Err(OpenError::NotRegular(what)) => Err(refuse(&format!(
+            "is {what}, not a regular file (devices are never read)"
+        ))),
+        Err(OpenError::Io(e)) => Err(Error::missing_extent(
+            &dir.path().join(name),
             format!(
                 "the extent file named on line {} of {}",
                 line.line,
                 descriptor.display()
             ),
             e,
-        )
+        )),
+    }
+}
+
+/// A text descriptor in the same folder as `extent` that names it on an extent line: the
+/// file a user meant when they gave an extent instead. Only small files are looked at.
+pub fn descriptor_naming(extent: &Path) -> Option<PathBuf> {
+    let name = extent.file_name()?.to_str()?;
+    let dir = match extent.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     };
-    let resolved = candidate.canonicalize().map_err(missing)?;
-    if !options.allow_outside_paths {
-        let root = dir
-            .canonicalize()
-            .map_err(|e| Error::input_io(dir, "the descriptor's folder", e))?;
-        if !resolved.starts_with(&root) {
-            return Err(refuse(format!(
-                "resolves to {} through a link, outside the descriptor's folder; pass --allow-outside-paths if you trust this descriptor",
-                resolved.display()
-            )));
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("vmdk"))
+        })
+        .filter(|p| p.file_name() != extent.file_name())
+        .take(1000)
+        .collect();
+    candidates.sort();
+    candidates.into_iter().find(|p| {
+        let Ok(file) = InputFile::open(p) else {
+            return false;
+        };
+        if file.len() > MAX_TEXT_DESCRIPTOR || file.len() < 16 {
+            return false;
         }
-    }
-    let meta = std::fs::metadata(&resolved).map_err(missing)?;
-    if !meta.is_file() {
-        return Err(refuse(
-            "is not a regular file (devices are never read)".into(),
-        ));
-    }
-    InputFile::open(&candidate)
+        let mut text = vec![0u8; file.len() as usize];
+        if file.read_exact_at(&mut text, 0, "descriptor").is_err() {
+            return false;
+        }
+        Descriptor::parse_bytes(&text).is_ok_and(|d| {
+            d.extents.iter().any(|e| {
+                e.file
+                    .as_deref()
+                    .is_some_and(|f| Path::new(f).file_name() == Some(name.as_ref()))
+            })
+        })
+    })
 }
 
 impl Disk for VmdkDisk {
@@ -465,7 +478,11 @@ impl Disk for VmdkDisk {
         self.size
     }
 
-    fn map(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn map_range(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
         self.for_pieces(offset, len, |extent, within, n, _| {
             let abs = extent.start + within;
             match &mut extent.data {
@@ -477,7 +494,7 @@ impl Disk for VmdkDisk {
         })
     }
 
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+    fn read_range(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.for_pieces(offset, buf.len() as u64, |extent, within, n, done| {
             let dst = &mut buf[done as usize..(done + n) as usize];
             match &mut extent.data {
@@ -491,8 +508,8 @@ impl Disk for VmdkDisk {
         })
     }
 
-    fn info(&mut self) -> Result<ImageInfo> {
-        let allocated = crate::disk::allocated_bytes(self)?;
+    fn describe(&mut self, cancel: &Cancel) -> Result<ImageInfo> {
+        let allocated = crate::disk::allocated_bytes(self, cancel)?;
         let ddb = &self.descriptor.ddb;
         let get = |k: &str| ddb.get(k).cloned();
         let geometry = match (
@@ -519,7 +536,8 @@ impl Disk for VmdkDisk {
             parent_cid: header.get("parentcid").cloned(),
             create_type: header.get("createtype").cloned(),
             adapter_type: get("ddb.adaptertype"),
-            adapter_hyperv: get("ddb.adaptertype").map(|a| crate::target::adapter_note(&a)),
+            // What the adapter means for Hyper-V is the pipeline's to say.
+            adapter_hyperv: None,
             hardware_version: get("ddb.virtualhwversion"),
             geometry,
             uuid: get("ddb.uuid"),
@@ -536,8 +554,8 @@ impl Disk for VmdkDisk {
             .extents
             .iter()
             .map(|e| ExtentInfo {
-                access: format!("{:?}", e.line.access).to_ascii_uppercase(),
-                kind: format!("{:?}", e.line.kind).to_ascii_uppercase(),
+                access: e.line.access.name().to_string(),
+                kind: e.line.kind.name().to_string(),
                 start: e.start,
                 size: e.len,
                 file: match &e.data {
@@ -561,13 +579,12 @@ impl Disk for VmdkDisk {
             vmdk: Some(details),
             vhd: None,
             vhdx: None,
-            partitions: None,
             warnings: self.warnings.clone(),
         })
     }
 
     fn file_range(&self, offset: u64, len: u64) -> Option<(std::sync::Arc<std::fs::File>, u64)> {
-        let e = &self.extents[self.extent_at(offset)];
+        let e = self.extents.get(self.extent_at(offset))?;
         match &e.data {
             ExtentData::Flat { file, base } if offset + len <= e.start + e.len => {
                 Some((file.shared(), base + offset - e.start))
@@ -596,7 +613,7 @@ impl Disk for VmdkDisk {
             ExtentData::Flat { base, .. } => Err(format!(
                 "the extent starts {base} bytes into its file, not at 0"
             )),
-            _ => Err(format!("the extent is {:?}, not FLAT", e.line.kind)),
+            _ => Err(format!("the extent is {}, not FLAT", e.line.kind.name())),
         }
     }
 

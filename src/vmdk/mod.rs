@@ -6,4 +6,4 @@ pub mod header;
 pub mod sparse;
 pub mod stream;
 
-pub use extents::{OpenOptions, VmdkDisk};
+pub use extents::VmdkDisk;

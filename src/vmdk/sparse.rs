@@ -1,18 +1,51 @@
 //! A hosted sparse extent (KDMV): grain directory, grain tables, plain or compressed grains.
+//!
+//! The grain directory is read a window at a time and grain tables are loaded on use into
+//! a small cache, each with its entries summarised as runs of one state, so memory stays
+//! bounded whatever the header claims and a map walks whole tables and runs at once.
 
+use crate::disk::table::{Entry, Table};
 use crate::disk::{InputFile, Run, RunKind, push_run};
 use crate::error::{Error, Result};
-use crate::vmdk::header::{FLAG_REDUNDANT_GD, GD_AT_END, SECTOR, SparseHeader};
+use crate::rules;
+use crate::vmdk::header::{GD_AT_END, SECTOR, SparseHeader};
 use crate::vmdk::stream::{self, Inflater};
+
+/// Most grain directory entries accepted: 16M tables (512 TiB at the default grain and
+/// table sizes, 4 TiB at one-sector grains). Bounds the time any walk of the map takes.
+pub const MAX_GD_ENTRIES: u64 = 1 << 24;
+/// Grain tables kept in memory at once.
+const TABLE_CACHE: usize = 8;
 
 /// Where a grain's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Grain {
-    /// Unallocated or explicitly zeroed: reads as zeros.
+    /// Not in this extent: zeros, or the parent's data in a delta.
+    Unallocated,
+    /// Explicitly zeroed (GTE 1 with the zeroed-grain flag): zeros, hiding any parent.
     Zero,
     /// Stored at this byte offset of the file (a compressed record when the extent is
     /// compressed).
     At(u64),
+}
+
+/// The state of a run of grain table entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Unallocated,
+    Zero,
+    Data,
+    /// Points inside the metadata or past the end of the file.
+    Bad,
+}
+
+/// A grain table as loaded: its entries, and the same entries as runs of one state.
+struct GrainTable {
+    /// Sector of the table in the file (the cache key).
+    sector: u64,
+    entries: Vec<u32>,
+    /// (first entry, entry count, state).
+    runs: Vec<(u32, u32, Slot)>,
 }
 
 pub struct SparseExtent {
@@ -20,9 +53,11 @@ pub struct SparseExtent {
     header: SparseHeader,
     /// Bytes of the extent that the disk uses (the descriptor's sector count).
     len: u64,
-    gd: Vec<u32>,
-    /// The most recently used grain table and its directory index.
-    gt: Option<(usize, Vec<u32>)>,
+    /// Whether unallocated grains fall through to a parent (a delta's extent).
+    has_parent: bool,
+    gd: Table,
+    /// Recently used grain tables, most recent first.
+    tables: Vec<GrainTable>,
     /// The most recently inflated grain (compressed extents only).
     grain: Option<(u64, Vec<u8>)>,
     /// One decoder per inflating worker; the first also serves single grains.
@@ -33,45 +68,25 @@ pub struct SparseExtent {
 impl SparseExtent {
     /// Opens a sparse extent whose header has been parsed. `len` is the extent's size in
     /// bytes as the descriptor declares it; it may not exceed the header's capacity.
-    pub fn open(file: InputFile, mut header: SparseHeader, len: u64) -> Result<Self> {
+    /// `has_parent`: the extent belongs to a delta, whose unallocated grains read the
+    /// parent's data.
+    pub fn open(
+        file: InputFile,
+        mut header: SparseHeader,
+        len: u64,
+        has_parent: bool,
+    ) -> Result<Self> {
         let mut warnings = Vec::new();
         if header.gd_offset == GD_AT_END {
-            let footer_at = stream::find_footer(&file, header.over_head)?;
-            let mut bytes = [0u8; 512];
-            file.read_exact_at(&mut bytes, footer_at, "stream footer")?;
-            let footer = SparseHeader::parse(&bytes, file.path(), footer_at)?;
-            if footer.capacity != header.capacity
-                || footer.grain_size != header.grain_size
-                || footer.num_gtes_per_gt != header.num_gtes_per_gt
-            {
-                return Err(Error::corrupt(
-                    file.path(),
-                    "stream footer",
-                    footer_at,
-                    "capacity, grain size or table size differs from the header",
-                ));
-            }
-            if footer.gd_offset == GD_AT_END {
-                return Err(Error::corrupt(
-                    file.path(),
-                    "stream footer",
-                    footer_at,
-                    "footer does not give the grain directory's position",
-                ));
-            }
-            tracing::debug!(
-                "{}: stream footer at byte {footer_at}, grain directory at sector {}",
-                file.path().display(),
-                footer.gd_offset
-            );
-            header.gd_offset = footer.gd_offset;
+            header.gd_offset = footer_gd_offset(&file, &header)?;
         }
         let capacity = header.capacity * SECTOR;
         if len > capacity {
-            return Err(Error::corrupt(
+            return Err(Error::broken(
                 file.path(),
+                &rules::VMDK_HEADER,
                 "sparse header",
-                0,
+                12,
                 format!(
                     "capacity {capacity} bytes is smaller than the descriptor's extent of {len} bytes"
                 ),
@@ -83,36 +98,14 @@ impl SparseExtent {
                 file.path().display()
             ));
         }
-        let gd = read_directory(&file, &header, header.gd_offset, "grain directory")?;
-        if header.flags & FLAG_REDUNDANT_GD != 0 && header.rgd_offset != 0 {
-            match read_directory(
-                &file,
-                &header,
-                header.rgd_offset,
-                "redundant grain directory",
-            ) {
-                Ok(rgd) => {
-                    let differ = gd
-                        .iter()
-                        .zip(&rgd)
-                        .filter(|(a, b)| (**a == 0) != (**b == 0))
-                        .count();
-                    if differ > 0 {
-                        warnings.push(format!(
-                            "{}: primary and redundant grain directories disagree in {differ} entries; using the primary",
-                            file.path().display()
-                        ));
-                    }
-                }
-                Err(e) => warnings.push(format!("redundant grain directory unreadable: {e}")),
-            }
-        }
+        let gd = directory(&file, &header, header.gd_offset, "grain directory")?;
         Ok(SparseExtent {
             file,
             header,
             len,
+            has_parent,
             gd,
-            gt: None,
+            tables: Vec::new(),
             grain: None,
             inflaters: vec![Inflater::default()],
             warnings,
@@ -127,30 +120,13 @@ impl SparseExtent {
         &self.file
     }
 
-    /// Refuses a grain table whose grains share file space: a crafted table could
-    /// otherwise make one stored grain appear at many places of the disk. (`check`
-    /// also looks across tables.)
-    fn refuse_overlaps(&self, table: &[u32], table_offset: u64) -> Result<()> {
-        let zeroed = self.header.has_zeroed_gte();
-        let mut used: Vec<(u64, usize)> = table
-            .iter()
-            .enumerate()
-            // Entries inside the metadata are refused, with their own message, when read.
-            .filter(|&(_, &e)| {
-                e != 0 && !(e == 1 && zeroed) && u64::from(e) >= self.header.over_head
-            })
-            .map(|(i, &e)| (u64::from(e), i))
-            .collect();
-        used.sort_unstable();
-        match overlapping(&used, self.occupied_sectors()).next() {
-            Some(((a, i), (b, j))) => Err(Error::corrupt(
-                self.file.path(),
-                "grain table entry",
-                table_offset + j as u64 * 4,
-                format!("entries {i} and {j} place grains at overlapping sectors {a} and {b}"),
-            )),
-            None => Ok(()),
-        }
+    /// Bytes of the extent the disk uses.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Sectors a stored grain surely occupies: a whole grain when plain; compressed
@@ -163,167 +139,168 @@ impl SparseExtent {
         }
     }
 
-    /// Structural problems of the tables as (rule, file offset, message), at most `limit`:
-    /// grain tables outside the file, entries inside the metadata or past the end of the
-    /// file, grains used twice, and primary and redundant tables that disagree.
-    pub fn check(&self, limit: usize) -> Result<Vec<(&'static str, u64, String)>> {
-        let mut out = Vec::new();
-        let h = &self.header;
-        let per_gt = u64::from(h.num_gtes_per_gt);
-        let grains = self.len.div_ceil(h.grain_bytes());
-        let gt_bytes = per_gt * 4;
-        let rgd = if h.flags & FLAG_REDUNDANT_GD != 0 && h.rgd_offset != 0 {
-            read_directory(&self.file, h, h.rgd_offset, "redundant grain directory").ok()
-        } else {
-            None
-        };
-        let mut starts = Vec::new();
-        for (i, &gt_sector) in self.gd.iter().enumerate() {
-            if out.len() >= limit {
-                break;
-            }
-            let gd_entry_at = h.gd_offset * SECTOR + i as u64 * 4;
-            if gt_sector == 0 {
-                continue;
-            }
-            let gt_at = u64::from(gt_sector) * SECTOR;
-            if gt_at + gt_bytes > self.file.len() {
-                out.push((
-                    "vmdk-gt-beyond-eof",
-                    gd_entry_at,
-                    format!("grain table {i} at {gt_at} extends past the end of the file"),
-                ));
-                continue;
-            }
-            let mut bytes = vec![0u8; gt_bytes as usize];
-            self.file.read_exact_at(&mut bytes, gt_at, "grain table")?;
-            if let Some(rgd) = &rgd
-                && let Some(&r) = rgd.get(i)
-            {
-                let r_at = u64::from(r) * SECTOR;
-                let mut copy = vec![0u8; gt_bytes as usize];
-                if r == 0 || r_at + gt_bytes > self.file.len() {
-                    out.push((
-                        "vmdk-redundant-differs",
-                        gt_at,
-                        format!("grain table {i} has no usable redundant copy"),
-                    ));
-                } else {
-                    self.file
-                        .read_exact_at(&mut copy, r_at, "redundant grain table")?;
-                    if copy != bytes {
-                        out.push((
-                            "vmdk-redundant-differs",
-                            r_at,
-                            format!("redundant grain table {i} differs from the primary"),
-                        ));
-                    }
-                }
-            }
-            for (j, c) in bytes.chunks_exact(4).enumerate() {
-                let grain = i as u64 * per_gt + j as u64;
-                let entry = u64::from(u32::from_le_bytes(c.try_into().unwrap()));
-                let at = gt_at + j as u64 * 4;
-                if entry == 0 || (entry == 1 && h.has_zeroed_gte()) || grain >= grains {
-                    continue;
-                }
-                if entry < h.over_head {
-                    out.push(("vmdk-gte-in-metadata", at, format!("grain {grain} points at sector {entry}, inside the metadata (ends at sector {})", h.over_head)));
-                } else if entry * SECTOR >= self.file.len() {
-                    out.push((
-                        "vmdk-gte-beyond-eof",
-                        at,
-                        format!("grain {grain} points at sector {entry}, past the end of the file"),
-                    ));
-                } else {
-                    starts.push((entry, (grain, at)));
-                }
-            }
+    /// The state of a grain table entry.
+    fn classify(&self, entry: u32) -> Slot {
+        let e = u64::from(entry);
+        match entry {
+            0 => Slot::Unallocated,
+            1 if self.header.has_zeroed_gte() => Slot::Zero,
+            _ if e < self.header.over_head || e * SECTOR >= self.file.len() => Slot::Bad,
+            _ => Slot::Data,
         }
-        starts.sort_unstable();
-        for ((a, (ga, _)), (b, (gb, at))) in overlapping(&starts, self.occupied_sectors()) {
-            if out.len() >= limit {
-                break;
-            }
-            out.push((
-                "vmdk-grain-overlap",
-                at,
-                format!("grain {gb} at sector {b} overlaps grain {ga} at sector {a}"),
+    }
+
+    /// Makes the grain table at `sector` the first in the cache, reading it when absent.
+    /// A table whose grains share file space is refused: a crafted table could otherwise
+    /// make one stored grain appear at many places of the disk (`check` also looks across
+    /// tables).
+    fn load_table(&mut self, sector: u64) -> Result<&GrainTable> {
+        if let Some(i) = self.tables.iter().position(|t| t.sector == sector) {
+            let t = self.tables.remove(i);
+            self.tables.insert(0, t);
+            return Ok(&self.tables[0]);
+        }
+        let per_gt = self.header.num_gtes_per_gt as usize;
+        let offset = sector * SECTOR;
+        let mut bytes = vec![0u8; per_gt * 4];
+        self.file.read_exact_at(&mut bytes, offset, "grain table")?;
+        let entries: Vec<u32> = bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let mut used: Vec<(u64, usize)> = entries
+            .iter()
+            .enumerate()
+            .filter(|&(_, &e)| self.classify(e) == Slot::Data)
+            .map(|(i, &e)| (u64::from(e), i))
+            .collect();
+        used.sort_unstable();
+        if let Some(((a, i), (b, j))) = overlapping(&used, self.occupied_sectors()).next() {
+            return Err(Error::broken(
+                self.file.path(),
+                &rules::VMDK_GRAIN_OVERLAP,
+                "grain table entry",
+                offset + j as u64 * 4,
+                format!("entries {i} and {j} place grains at overlapping sectors {a} and {b}"),
             ));
         }
-        out.truncate(limit);
-        Ok(out)
+        let mut runs: Vec<(u32, u32, Slot)> = Vec::new();
+        for (i, &e) in entries.iter().enumerate() {
+            let slot = self.classify(e);
+            match runs.last_mut() {
+                Some(last) if last.2 == slot => last.1 += 1,
+                _ => runs.push((i as u32, 1, slot)),
+            }
+        }
+        if self.tables.len() >= TABLE_CACHE {
+            self.tables.pop();
+        }
+        self.tables.insert(
+            0,
+            GrainTable {
+                sector,
+                entries,
+                runs,
+            },
+        );
+        Ok(&self.tables[0])
     }
 
     fn grain(&mut self, index: u64) -> Result<Grain> {
         let per_gt = u64::from(self.header.num_gtes_per_gt);
-        let gd_index = (index / per_gt) as usize;
-        let gt_sector = self.gd[gd_index];
+        let gd_index = index / per_gt;
+        let gt_sector = self.gd.get(&self.file, gd_index)?;
         if gt_sector == 0 {
-            return Ok(Grain::Zero);
+            return Ok(Grain::Unallocated);
         }
-        if self.gt.as_ref().is_none_or(|(i, _)| *i != gd_index) {
-            let offset = u64::from(gt_sector) * SECTOR;
-            let mut bytes = vec![0u8; per_gt as usize * 4];
-            self.file.read_exact_at(&mut bytes, offset, "grain table")?;
-            let table: Vec<u32> = bytes
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-                .collect();
-            self.refuse_overlaps(&table, offset)?;
-            self.gt = Some((gd_index, table));
-        }
-        let entry = self.gt.as_ref().unwrap().1[(index % per_gt) as usize];
-        let gte_offset = u64::from(gt_sector) * SECTOR + (index % per_gt) * 4;
-        match entry {
-            0 => Ok(Grain::Zero),
-            1 if self.header.has_zeroed_gte() => Ok(Grain::Zero),
-            sector if u64::from(sector) < self.header.over_head => Err(Error::corrupt(
+        let entry = self.load_table(gt_sector)?.entries[(index % per_gt) as usize];
+        let gte_offset = gt_sector * SECTOR + (index % per_gt) * 4;
+        match self.classify(entry) {
+            Slot::Unallocated => Ok(Grain::Unallocated),
+            Slot::Zero => Ok(Grain::Zero),
+            Slot::Data => Ok(Grain::At(u64::from(entry) * SECTOR)),
+            Slot::Bad if u64::from(entry) < self.header.over_head => Err(Error::broken(
                 self.file.path(),
+                &rules::VMDK_GTE_IN_METADATA,
                 "grain table entry",
                 gte_offset,
                 format!(
-                    "grain {index} points at sector {sector}, inside the metadata (which ends at sector {})",
+                    "grain {index} points at sector {entry}, inside the metadata (which ends at sector {})",
                     self.header.over_head
                 ),
             )),
-            sector if u64::from(sector) * SECTOR >= self.file.len() => Err(Error::corrupt(
+            Slot::Bad => Err(Error::broken(
                 self.file.path(),
+                &rules::VMDK_TRUNCATED,
                 "grain table entry",
                 gte_offset,
                 format!(
-                    "grain {index} points at sector {sector}, past the end of the file ({} bytes)",
+                    "grain {index} points at sector {entry}, past the end of the file ({} bytes)",
                     self.file.len()
                 ),
             )),
-            sector => Ok(Grain::At(u64::from(sector) * SECTOR)),
+        }
+    }
+
+    fn unallocated(&self) -> RunKind {
+        if self.has_parent {
+            RunKind::Parent
+        } else {
+            RunKind::Zero
         }
     }
 
     /// Appends the allocation runs of `[offset, offset + len)` (extent-relative) to `out`,
-    /// shifted by `base`.
+    /// shifted by `base`: a whole table's range at once when its directory entry is empty,
+    /// and a table's runs of equal entries at once otherwise.
     pub fn map(&mut self, offset: u64, len: u64, base: u64, out: &mut Vec<Run>) -> Result<()> {
         let grain_bytes = self.header.grain_bytes();
         let coverage = self.header.gt_coverage();
         let end = offset + len;
         let mut pos = offset;
         while pos < end {
-            let gd_index = (pos / coverage) as usize;
-            if self.gd[gd_index] == 0 {
-                // A whole table's range is unallocated: skip it without looking at grains.
-                let table_end = ((gd_index as u64 + 1) * coverage).min(end);
-                push_run(out, base + pos, table_end - pos, RunKind::Zero);
+            let gd_index = pos / coverage;
+            let table_start = gd_index * coverage;
+            let table_end = (table_start + coverage).min(end);
+            let gt_sector = self.gd.get(&self.file, gd_index)?;
+            if gt_sector == 0 {
+                push_run(out, base + pos, table_end - pos, self.unallocated());
                 pos = table_end;
                 continue;
             }
-            let index = pos / grain_bytes;
-            let grain_end = ((index + 1) * grain_bytes).min(end);
-            let kind = match self.grain(index)? {
-                Grain::Zero => RunKind::Zero,
-                Grain::At(_) => RunKind::Data,
-            };
-            push_run(out, base + pos, grain_end - pos, kind);
-            pos = grain_end;
+            let unallocated = self.unallocated();
+            let first = (pos - table_start) / grain_bytes;
+            let mut bad = None;
+            let table = self.load_table(gt_sector)?;
+            for &(run_first, count, slot) in &table.runs {
+                let (run_first, run_end) = (
+                    u64::from(run_first),
+                    u64::from(run_first) + u64::from(count),
+                );
+                if run_end <= first {
+                    continue;
+                }
+                let from = (table_start + run_first * grain_bytes).max(pos);
+                let to = (table_start + run_end * grain_bytes).min(table_end);
+                if from >= to {
+                    break;
+                }
+                let kind = match slot {
+                    Slot::Unallocated => unallocated,
+                    Slot::Zero => RunKind::Zero,
+                    Slot::Data => RunKind::Data,
+                    Slot::Bad => {
+                        bad = Some(from / grain_bytes);
+                        break;
+                    }
+                };
+                push_run(out, base + from, to - from, kind);
+            }
+            if let Some(index) = bad {
+                // Let the lookup name the entry and what is wrong with it.
+                self.grain(index)?;
+            }
+            pos = table_end;
         }
         Ok(())
     }
@@ -342,7 +319,7 @@ impl SparseExtent {
             let n = ((grain_bytes - within) as usize).min(buf.len() - done);
             let dst = &mut buf[done..done + n];
             match self.grain(index)? {
-                Grain::Zero => dst.fill(0),
+                Grain::Zero | Grain::Unallocated => dst.fill(0),
                 Grain::At(at) if !self.header.compressed() => {
                     self.file.read_exact_at(dst, at + within, "grain")?;
                 }
@@ -403,7 +380,7 @@ impl SparseExtent {
                     .take()
                     .expect("each grain claimed once");
                 match place {
-                    Grain::Zero => out.fill(0),
+                    Grain::Zero | Grain::Unallocated => out.fill(0),
                     Grain::At(at) => {
                         let needed = out.len();
                         stream::read_compressed_grain(
@@ -468,7 +445,7 @@ impl SparseExtent {
 type GrainSlot<'a> = std::sync::Mutex<Option<(u64, Grain, &'a mut [u8])>>;
 
 /// Neighbouring pairs of `sorted` grain starts (in sectors) closer than `span` sectors.
-fn overlapping<T: Copy>(
+pub(crate) fn overlapping<T: Copy>(
     sorted: &[(u64, T)],
     span: u64,
 ) -> impl Iterator<Item = ((u64, T), (u64, T))> + '_ {
@@ -478,38 +455,66 @@ fn overlapping<T: Copy>(
         .map(|w| (w[0], w[1]))
 }
 
-/// Reads a grain directory, checking it lies inside the file before allocating it.
-fn read_directory(
+/// The grain directory at `sector` as a windowed table, checked to lie inside the file
+/// and to be no larger than MAX_GD_ENTRIES before anything is read.
+pub fn directory(
     file: &InputFile,
     header: &SparseHeader,
     sector: u64,
     structure: &'static str,
-) -> Result<Vec<u32>> {
+) -> Result<Table> {
     let entries = header.gd_entries();
-    let offset = sector.checked_mul(SECTOR);
-    let bytes_len = entries.checked_mul(4);
-    match (offset, bytes_len) {
-        (Some(offset), Some(bytes_len))
-            if sector != 0
-                && offset
-                    .checked_add(bytes_len)
-                    .is_some_and(|e| e <= file.len()) =>
-        {
-            let mut bytes = vec![0u8; bytes_len as usize];
-            file.read_exact_at(&mut bytes, offset, structure)?;
-            Ok(bytes
-                .chunks_exact(4)
-                .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-                .collect())
-        }
-        _ => Err(Error::corrupt(
+    if entries > MAX_GD_ENTRIES {
+        return Err(Error::unsupported(
             file.path(),
-            structure,
-            offset.unwrap_or(u64::MAX),
             format!(
-                "{entries} entries at sector {sector} do not fit in the file ({} bytes)",
-                file.len()
+                "{structure}: {entries} grain tables (at most {MAX_GD_ENTRIES} are read); is the capacity in the header right?"
             ),
-        )),
+        ));
     }
+    let offset = sector.checked_mul(SECTOR).filter(|_| sector != 0);
+    let Some(offset) = offset else {
+        return Err(Error::broken(
+            file.path(),
+            &rules::VMDK_GD_BEYOND_EOF,
+            structure,
+            0,
+            format!("sector {sector} cannot hold a grain directory"),
+        ));
+    };
+    Table::new(file, offset, entries, Entry::U32Le, structure)
+}
+
+/// The grain directory position a streamOptimized footer gives (ESXi/ovftool layout).
+fn footer_gd_offset(file: &InputFile, header: &SparseHeader) -> Result<u64> {
+    let footer_at = stream::find_footer(file, header.over_head)?;
+    let mut bytes = [0u8; 512];
+    file.read_exact_at(&mut bytes, footer_at, "stream footer")?;
+    let footer = SparseHeader::parse(&bytes, file.path(), footer_at)?;
+    let bad = |detail: &str| {
+        Error::broken(
+            file.path(),
+            &rules::VMDK_STREAM,
+            "stream footer",
+            footer_at,
+            detail,
+        )
+    };
+    if footer.capacity != header.capacity
+        || footer.grain_size != header.grain_size
+        || footer.num_gtes_per_gt != header.num_gtes_per_gt
+    {
+        return Err(bad(
+            "capacity, grain size or table size differs from the header",
+        ));
+    }
+    if footer.gd_offset == GD_AT_END {
+        return Err(bad("footer does not give the grain directory's position"));
+    }
+    tracing::debug!(
+        "{}: stream footer at byte {footer_at}, grain directory at sector {}",
+        file.path().display(),
+        footer.gd_offset
+    );
+    Ok(footer.gd_offset)
 }

@@ -1,24 +1,48 @@
 //! What every image reader offers: a virtual size, a map of which ranges hold data, and
-//! positioned reads of the guest-visible bytes. Also the bounded input-file wrapper that
-//! every reader uses, so that no read can leave the file it was declared in.
+//! positioned reads of the guest-visible bytes. Also the bounded input files every reader
+//! reads through, windowed on-disk tables, and the record `info` reports.
+//!
+//! This is the lowest layer above errors: it imports no format and no pipeline.
+
+pub mod info;
+pub mod input;
+pub mod table;
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Serialize;
-
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 
-/// Whether a range of the virtual disk may hold non-zero bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub use info::ImageInfo;
+pub use input::{Folder, InputFile, OpenError};
+
+/// Options for opening images that name other files.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Allow extent and parent files outside the descriptor's folder (absolute names,
+    /// `..`, links leading out).
+    pub allow_outside_paths: bool,
+    /// Stops long walks.
+    pub cancel: Cancel,
+    /// Read a file no signature matches as a raw disk image (`-f raw`) instead of
+    /// refusing it.
+    pub raw_fallback: bool,
+}
+
+/// What a range of the virtual disk reads as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {
     /// Stored data (which may still happen to be zeros).
     Data,
-    /// Known to read as zeros: unallocated, a zeroed grain, a ZERO extent.
+    /// Known to read as zeros: unallocated in a disk without a parent, a zeroed grain, a
+    /// ZERO extent. In a delta it hides the parent's data.
     Zero,
+    /// Not stored in this layer: reads as the parent's data (zeros without a parent). Only
+    /// a layer of a chain maps ranges this way; a whole disk never does.
+    Parent,
 }
 
 /// A range of the virtual disk with one allocation state.
@@ -44,19 +68,26 @@ pub fn push_run(out: &mut Vec<Run>, offset: u64, len: u64, kind: RunKind) {
     out.push(Run { offset, len, kind });
 }
 
-/// A readable virtual disk.
+/// A readable virtual disk. Implementations provide `map_range` and `read_range` for
+/// ranges that lie inside the disk; callers use [`Disk::map`] and [`Disk::read_at`] (on
+/// `dyn Disk`), which enforce that contract, so no reader is ever asked about bytes past
+/// the disk's end.
 pub trait Disk: Send {
     /// The guest-visible size in bytes.
     fn virtual_size(&self) -> u64;
 
-    /// Appends runs covering `[offset, offset + len)` in order to `out`.
-    fn map(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()>;
+    /// The file the disk was opened from (for messages).
+    fn path(&self) -> &Path;
 
-    /// Fills `buf` with the guest-visible bytes at `offset`; the range must lie inside the disk.
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// Appends runs covering `[offset, offset + len)` in order to `out`. The range lies
+    /// inside the disk.
+    fn map_range(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()>;
 
-    /// A description for `vdconv info`.
-    fn info(&mut self) -> Result<crate::info::ImageInfo>;
+    /// Fills `buf` with the guest-visible bytes at `offset`. The range lies inside the disk.
+    fn read_range(&mut self, offset: u64, buf: &mut [u8]) -> Result<()>;
+
+    /// A description for `vdconv info`; long walks stop when `cancel` is set.
+    fn describe(&mut self, cancel: &Cancel) -> Result<ImageInfo>;
 
     /// The VMware adapter type (ddb.adapterType) where the image records one.
     fn adapter_type(&self) -> Option<String> {
@@ -95,6 +126,34 @@ pub trait Disk: Send {
     fn files(&self) -> Vec<PathBuf>;
 }
 
+impl dyn Disk + '_ {
+    /// Appends runs covering `[offset, offset + len)`; an error when the range leaves the
+    /// disk.
+    pub fn map(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
+        self.check_range(offset, len)?;
+        self.map_range(offset, len, out)
+    }
+
+    /// Fills `buf` from `offset`; an error when the range leaves the disk.
+    pub fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.check_range(offset, buf.len() as u64)?;
+        self.read_range(offset, buf)
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> Result<()> {
+        let size = self.virtual_size();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(Error::corrupt(
+                self.path(),
+                "virtual disk",
+                offset,
+                format!("{len} bytes asked for lie past the end of the {size}-byte disk"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// How far ahead of the chunk in hand a sequential reader asks for the source
 /// (`prefetch_ahead`). 8 MiB measured best for a cold flat file here: 1 and 2 MiB gained
 /// little, 16 and 32 MiB no more.
@@ -124,14 +183,16 @@ pub fn advise_will_need(file: &File, offset: u64, len: u64) {
     unsafe { libc::posix_fadvise(file.as_raw_fd(), offset, len, libc::POSIX_FADV_WILLNEED) };
 }
 
-/// Bytes of `[offset, offset + len)` that the disk maps as data.
-pub fn allocated_bytes(disk: &mut dyn Disk) -> Result<u64> {
+/// Bytes of the disk that map as stored data. Walks the map a GiB at a time, honouring
+/// `cancel` between steps.
+pub fn allocated_bytes(disk: &mut dyn Disk, cancel: &Cancel) -> Result<u64> {
     const STEP: u64 = 1 << 30;
     let size = disk.virtual_size();
     let mut runs = Vec::new();
     let mut total = 0;
     let mut offset = 0;
     while offset < size {
+        cancel.check()?;
         let len = STEP.min(size - offset);
         runs.clear();
         disk.map(offset, len, &mut runs)?;
@@ -145,123 +206,13 @@ pub fn allocated_bytes(disk: &mut dyn Disk) -> Result<u64> {
     Ok(total)
 }
 
-/// An opened input file whose reads are bounded by its length at open time.
-#[derive(Debug)]
-pub struct InputFile {
-    path: PathBuf,
-    /// Shared so that the writing thread can copy straight from it.
-    file: Arc<File>,
-    len: u64,
-}
-
-impl InputFile {
-    pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::input_io(path, "the file", e))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::input_io(path, "the file's metadata", e))?;
-        if meta.is_dir() {
-            return Err(Error::unsupported(path, "is a directory, not a disk image"));
-        }
-        Ok(InputFile {
-            path: path.to_path_buf(),
-            file: Arc::new(file),
-            len: meta.len(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
-    pub fn shared(&self) -> Arc<File> {
-        Arc::clone(&self.file)
-    }
-
-    /// Appends to `out`, shifted by `base`, the runs of `[offset, offset + len)` that the
-    /// file system stores (Data) and that are holes (Zero), as SEEK_DATA/SEEK_HOLE
-    /// report them; everything is Data where the file system cannot tell.
-    pub fn map_holes(&self, offset: u64, len: u64, base: u64, out: &mut Vec<Run>) {
-        use std::os::fd::AsRawFd;
-        let fd = self.file.as_raw_fd();
-        let end = offset + len;
-        let mut pos = offset;
-        while pos < end {
-            // SAFETY: lseek on a descriptor we own; no memory is passed. Positioned reads
-            // elsewhere do not depend on the file offset this moves.
-            let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
-            if data < 0 {
-                let errno = std::io::Error::last_os_error().raw_os_error();
-                let kind = if errno == Some(libc::ENXIO) {
-                    RunKind::Zero
-                } else {
-                    RunKind::Data
-                };
-                push_run(out, base + pos - offset, end - pos, kind);
-                return;
-            }
-            let data = (data as u64).min(end);
-            push_run(out, base + pos - offset, data - pos, RunKind::Zero);
-            if data >= end {
-                return;
-            }
-            // SAFETY: as above.
-            let hole = unsafe { libc::lseek(fd, data as libc::off_t, libc::SEEK_HOLE) };
-            let hole = if hole < 0 {
-                end
-            } else {
-                (hole as u64).min(end)
-            };
-            push_run(out, base + data - offset, hole - data, RunKind::Data);
-            pos = hole;
-        }
-    }
-
-    /// Reads exactly `buf.len()` bytes at `offset`, or fails naming `structure` when the
-    /// range does not lie inside the file.
-    pub fn read_exact_at(
-        &self,
-        buf: &mut [u8],
-        offset: u64,
-        structure: &'static str,
-    ) -> Result<()> {
-        let end = offset.checked_add(buf.len() as u64);
-        if end.is_none_or(|end| end > self.len) {
-            return Err(Error::corrupt(
-                &self.path,
-                structure,
-                offset,
-                format!(
-                    "{} bytes extend past the end of the file ({} bytes)",
-                    buf.len(),
-                    self.len
-                ),
-            ));
-        }
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|e| Error::input_io(&self.path, format!("{structure} at offset {offset}"), e))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn read_ahead_hints_outside_a_file_are_ignored() {
+        use std::os::unix::fs::FileExt;
         let path = std::env::temp_dir().join(format!("vdconv-advise-{}", std::process::id()));
         std::fs::write(&path, b"four").unwrap();
         let file = File::open(&path).unwrap();
@@ -272,5 +223,16 @@ mod tests {
         file.read_exact_at(&mut buf, 0).unwrap();
         assert_eq!(&buf, b"four");
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn runs_merge_when_they_touch() {
+        let mut v = Vec::new();
+        push_run(&mut v, 0, 10, RunKind::Data);
+        push_run(&mut v, 10, 5, RunKind::Data);
+        push_run(&mut v, 15, 0, RunKind::Zero);
+        push_run(&mut v, 15, 5, RunKind::Zero);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].len, 15);
     }
 }
