@@ -49,21 +49,32 @@ fn identical_different_and_sizes() {
     assert_eq!(v["first_difference"], 2 * MIB + 4097);
     assert_eq!(v["size_a"], 3 * MIB);
 
-    // Same contents, one disk longer: different, with no differing byte in common.
+    // Same contents, one disk longer by zeros: identical, as qemu-img compare judges,
+    // unless --strict asks for equal sizes too.
     let c_raw = dir.path().join("c.raw");
     fs::copy(&a_raw, &c_raw).unwrap();
-    fs::File::options()
-        .write(true)
-        .open(&c_raw)
-        .unwrap()
-        .set_len(4 * MIB)
-        .unwrap();
+    let f = fs::File::options().write(true).open(&c_raw).unwrap();
+    f.set_len(4 * MIB).unwrap();
     let c = flat_vmdk(dir.path(), "c", &c_raw);
     let o = vdconv(&[&"compare", &"--json", &a, &c]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["identical"], true);
+    assert_eq!(v["zero_tail"], true);
     assert_eq!(v["first_difference"], Value::Null);
     assert_eq!(v["size_b"], 4 * MIB);
+    assert_eq!(v["a"], a.display().to_string());
+    assert_eq!(v["b"], c.display().to_string());
+    let o = vdconv(&[&"compare", &"--strict", &a, &c]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("tail of zeros"), "{}", stdout(&o));
+    // A non-zero byte in the tail is a difference, found where it is.
+    f.write_all_at(&[9], 3 * MIB + 100).unwrap();
+    let o = vdconv(&[&"compare", &"--json", &c, &a]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["first_difference"], 3 * MIB + 100);
+    assert_eq!(v["zero_tail"], false);
 }
 
 #[test]
