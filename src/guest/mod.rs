@@ -16,6 +16,7 @@
 
 pub mod error;
 pub mod fs;
+pub mod initramfs;
 pub mod registry;
 pub mod source;
 pub mod volume;
