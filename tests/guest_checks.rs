@@ -661,9 +661,19 @@ fn rhel_guest_and_its_defects() {
 
 const IFACE: &str = "{4d36e972-e325-11ce-bfc1-08002be10318}";
 
-fn windows_system(path: &Path, edit: &dyn Fn(&mut Vec<(String, Vec<(&'static str, HVal)>)>)) {
+/// Keys of a hive to build, each with its values.
+type HiveKeys = Vec<(String, Vec<(&'static str, HVal)>)>;
+/// One registry defect: what, the edit, whether on the UEFI layout, the expected findings.
+type RegistryDefect = (
+    &'static str,
+    fn(&mut HiveKeys),
+    bool,
+    Vec<(&'static str, Severities)>,
+);
+
+fn windows_system(path: &Path, edit: &dyn Fn(&mut HiveKeys)) {
     let cs = "ControlSet001";
-    let mut keys: Vec<(String, Vec<(&'static str, HVal)>)> = vec![
+    let mut keys: HiveKeys = vec![
         (
             "Select".into(),
             vec![
@@ -708,10 +718,7 @@ fn windows_system(path: &Path, edit: &dyn Fn(&mut Vec<(String, Vec<(&'static str
     build_hive(path, &refs);
 }
 
-fn windows(
-    dir: &Path,
-    edit_system: &dyn Fn(&mut Vec<(String, Vec<(&'static str, HVal)>)>),
-) -> (Tree, Tree) {
+fn windows(dir: &Path, edit_system: &dyn Fn(&mut HiveKeys)) -> (Tree, Tree) {
     let c = Tree::new(dir.join("c"));
     let esp = Tree::new(dir.join("esp"));
     c.write("/Windows/System32/cmd.exe", "MZ");
@@ -838,8 +845,7 @@ fn windows_guest_and_its_defects() {
         ["firmware-bios-only"]
     );
 
-    type Edit = fn(&mut Vec<(String, Vec<(&'static str, HVal)>)>);
-    let registry_defects: Vec<(&str, Edit, bool, Vec<(&str, Severities)>)> = vec![
+    let registry_defects: Vec<RegistryDefect> = vec![
         (
             "storvsc Start=3",
             |k| set(k, "\\storvsc", "Start", HVal::Dword(3)),

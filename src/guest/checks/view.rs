@@ -42,7 +42,7 @@ impl<'v> View<'v> {
         }
         self.mounts.push(Mount { point, volume, fs });
         self.mounts
-            .sort_by(|a, b| b.point.len().cmp(&a.point.len()));
+            .sort_by_key(|m| std::cmp::Reverse(m.point.len()));
     }
 
     pub fn mounts(&self) -> &[Mount<'v>] {

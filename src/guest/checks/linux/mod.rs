@@ -585,7 +585,7 @@ fn azure_agent_findings(findings: &mut Findings, view: &View<'_>, cmdline: &str)
             None,
             "Install WALinuxAgent or cloud-init (with the Azure datasource) before the move.",
         );
-    } else if !(waagent && waagent_enabled) && !cloud_init_enabled {
+    } else if !(cloud_init_enabled || waagent && waagent_enabled) {
         findings.add(
             "linux-azure-agent-disabled",
             "L7",
