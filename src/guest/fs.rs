@@ -3,7 +3,7 @@
 //! Paths are absolute inside the file system, `/`-separated, as bytes (guest names need
 //! not be UTF-8). NTFS and FAT match names case-insensitively, as Windows does.
 
-use super::error::GuestResult;
+use super::error::{GuestError, GuestResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -51,6 +51,20 @@ pub trait GuestFs: Send + Sync {
 
     /// A symlink's target as stored.
     fn read_link(&self, path: &[u8]) -> GuestResult<Vec<u8>>;
+
+    /// The first `len` bytes of a regular file (all of it when shorter). For files far
+    /// larger than what is wanted (hiberfil.sys is gigabytes; its first 4 KiB tell whether
+    /// Windows is hibernated). Readers should override this; the default works only for
+    /// files of at most `len` bytes and says so otherwise.
+    fn read_head(&self, path: &[u8], len: u64) -> GuestResult<Vec<u8>> {
+        match self.read_file(path, len) {
+            Err(GuestError::Limit(_)) => Err(GuestError::Unsupported(format!(
+                "{}: this file system reads only whole files",
+                String::from_utf8_lossy(path)
+            ))),
+            other => other,
+        }
+    }
 }
 
 /// Symlinks followed while resolving one path.

@@ -14,8 +14,12 @@
 //! Everything inside the guest is hostile input: every reader bounds its memory and its
 //! work, and a damaged structure becomes a finding, never a panic.
 
+pub mod checks;
 pub mod error;
 pub mod fs;
+pub mod initramfs;
+pub mod registry;
+pub mod report;
 pub mod source;
 pub mod volume;
 
