@@ -330,7 +330,7 @@ impl CowdExtent {
             used.push((at, (index, entry_at)));
         }
         used.sort_unstable();
-        grain::refuse_shared_grains(path, &used, grain_bytes)
+        grain::refuse_shared_grains(path, "COWD grain table entry", &used, grain_bytes)
     }
 
     /// Appends the runs of `[offset, offset + len)` (extent-relative), shifted by `base`:
@@ -445,4 +445,271 @@ pub fn fuzz_cowd(bytes: &[u8]) {
         return;
     };
     grain::fuzz_walk(&mut extent);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmdk::grain::{DeltaKind, memory_input};
+    use std::time::{Duration, Instant};
+    use zerocopy::FromZeros;
+
+    const S: usize = SECTOR as usize;
+
+    /// A COWD image: header, directory at sector 4, then whatever `place` puts at which
+    /// sector; freeSector = the end.
+    fn image(
+        num_sectors: u32,
+        grain: u32,
+        gd: &[u32],
+        place: &[(u32, Vec<u8>)],
+        len_sectors: u32,
+    ) -> Vec<u8> {
+        let mut h = RawCowdHeader::new_zeroed();
+        h.magic = *MAGIC;
+        h.version.set(1);
+        h.flags.set(3);
+        h.num_sectors.set(num_sectors);
+        h.grain_size.set(grain);
+        h.gd_offset.set(4);
+        h.num_gd_entries.set(gd.len() as u32);
+        h.free_sector.set(len_sectors);
+        let mut out = vec![0u8; len_sectors as usize * S];
+        out[..2048].copy_from_slice(h.as_bytes());
+        for (i, e) in gd.iter().enumerate() {
+            out[4 * S + i * 4..][..4].copy_from_slice(&e.to_le_bytes());
+        }
+        for (sector, bytes) in place {
+            out[*sector as usize * S..][..bytes.len()].copy_from_slice(bytes);
+        }
+        out
+    }
+
+    fn table(entries: &[(usize, u32)]) -> Vec<u8> {
+        let mut t = vec![0u8; GT_BYTES as usize];
+        for &(j, sector) in entries {
+            t[j * 4..j * 4 + 4].copy_from_slice(&sector.to_le_bytes());
+        }
+        t
+    }
+
+    /// Three tables of 512-byte grains (6 MiB); table 1 absent. Table 0 at sector 8
+    /// stores grains 0 and 2 back to back at sectors 40-41, grain 4095 at 43; table 2 at
+    /// sector 44 stores grain 8192 at 76.
+    fn sample() -> Vec<u8> {
+        image(
+            3 * 4096,
+            1,
+            &[8, 0, 44],
+            &[
+                (8, table(&[(0, 40), (2, 41), (4095, 43)])),
+                (40, vec![0x11; S]),
+                (41, vec![0x22; S]),
+                (43, vec![0x33; S]),
+                (44, table(&[(0, 76)])),
+                (76, vec![0x44; S]),
+            ],
+            77,
+        )
+    }
+
+    fn open(bytes: &[u8]) -> Result<CowdExtent> {
+        let file = memory_input(bytes).expect("memfd");
+        let mut head = [0u8; HEADER_BYTES as usize];
+        file.read_exact_at(&mut head, 0, "COWD header")?;
+        let cap = CowdHeader::parse(&head, &file)?.capacity();
+        CowdExtent::open(file, cap)
+    }
+
+    fn corrupt_at(e: Error) -> (&'static str, u64, String) {
+        match e {
+            Error::Corrupt {
+                path,
+                structure,
+                offset,
+                detail,
+            } => {
+                assert!(path.starts_with("/proc/self/fd/"), "{}", path.display());
+                (structure, offset, detail)
+            }
+            other => panic!("not a corruption error: {other}"),
+        }
+    }
+
+    #[test]
+    fn maps_whole_tables_and_merges_equal_states() {
+        let mut x = open(&sample()).unwrap();
+        let mut runs = Vec::new();
+        x.map(0, x.len(), 1 << 40, &mut runs).unwrap();
+        let want = [
+            (0, 512, DeltaKind::Data),
+            (512, 512, DeltaKind::Parent),
+            (1024, 512, DeltaKind::Data),
+            // The rest of table 0 up to its last grain, and all of absent table 1.
+            (1536, 4095 * 512 - 1536, DeltaKind::Parent),
+            (4095 * 512, 512, DeltaKind::Data),
+            (4096 * 512, 4096 * 512, DeltaKind::Parent),
+            (8192 * 512, 512, DeltaKind::Data),
+            (8193 * 512, 4095 * 512, DeltaKind::Parent),
+        ];
+        let got: Vec<_> = runs
+            .iter()
+            .map(|r| (r.offset - (1 << 40), r.len, r.kind))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(x.grain(1).unwrap(), GrainState::Unallocated);
+        assert_eq!(x.grain(2).unwrap(), GrainState::At(41 * SECTOR));
+        assert_eq!(x.grain(5000).unwrap(), GrainState::Unallocated);
+    }
+
+    #[test]
+    fn reads_fall_through_once_per_parent_range() {
+        let mut x = open(&sample()).unwrap();
+        let mut calls = Vec::new();
+        let mut buf = vec![0u8; 3 * 4096 * S];
+        x.read_at(0, &mut buf, &mut |at, b| {
+            calls.push((at, b.len()));
+            b.fill(0xEE);
+            Ok(())
+        })
+        .unwrap();
+        // Absent table 1 and the absent grains around it are one parent read.
+        assert_eq!(
+            calls,
+            [
+                (512, 512),
+                (1536, 4095 * 512 - 1536),
+                (4096 * 512, 4096 * 512),
+                (8193 * 512, 4095 * 512)
+            ]
+        );
+        assert!(buf[..S].iter().all(|&b| b == 0x11));
+        assert!(buf[S..2 * S].iter().all(|&b| b == 0xEE));
+        assert!(buf[2 * S..3 * S].iter().all(|&b| b == 0x22));
+        assert!(buf[4095 * S..4096 * S].iter().all(|&b| b == 0x33));
+        assert!(buf[8192 * S..8193 * S].iter().all(|&b| b == 0x44));
+        // A read starting inside a grain and ending inside another.
+        let mut small = [0u8; 700];
+        x.read_at(300, &mut small, &mut |_, b| {
+            b.fill(0xEE);
+            Ok(())
+        })
+        .unwrap();
+        assert!(small[..212].iter().all(|&b| b == 0x11));
+        assert!(small[212..].iter().all(|&b| b == 0xEE));
+    }
+
+    #[test]
+    fn a_descriptor_extent_smaller_than_the_capacity_is_used_with_a_warning() {
+        let file = memory_input(&sample()).unwrap();
+        let x = CowdExtent::open(file, 4096 * 512).unwrap();
+        assert_eq!(x.warnings.len(), 1, "{:?}", x.warnings);
+        let file = memory_input(&sample()).unwrap();
+        let e = CowdExtent::open(file, 4 * 4096 * 512).err().unwrap();
+        assert_eq!(corrupt_at(e).0, "COWD header");
+    }
+
+    /// Each case: the bytes, then the structure and offset the error must name.
+    fn refused(bytes: Vec<u8>, structure: &str, offset: u64, needle: &str) {
+        let started = Instant::now();
+        let e = open(&bytes)
+            .err()
+            .unwrap_or_else(|| panic!("not refused: {structure} {needle}"));
+        let (s, o, detail) = corrupt_at(e);
+        assert_eq!((s, o), (structure, offset), "{detail}");
+        assert!(detail.contains(needle), "{detail:?} should say {needle:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    fn set(mut bytes: Vec<u8>, at: usize, value: u32) -> Vec<u8> {
+        bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn hostile_headers_are_refused_before_anything_is_allocated() {
+        // 2^32 - 1 directory entries: 16 GiB of directory in a 38 KiB file.
+        refused(
+            set(sample(), 24, u32::MAX),
+            "COWD header",
+            0,
+            "past the end",
+        );
+        // Fewer entries than the capacity needs.
+        refused(set(sample(), 24, 2), "COWD header", 0, "cannot cover");
+        refused(set(sample(), 16, 3), "COWD header", 0, "power of two");
+        refused(set(sample(), 16, 4096), "COWD header", 0, "power of two");
+        refused(set(sample(), 12, 0), "COWD header", 0, "capacity is 0");
+        refused(set(sample(), 20, 2), "COWD header", 0, "inside the header");
+        refused(
+            set(sample(), 28, 4),
+            "COWD header",
+            0,
+            "inside the header or grain directory",
+        );
+        refused(set(sample(), 28, 78), "COWD header", 0, "truncated");
+        refused(set(sample(), 0, 0x4457_4F44), "COWD header", 0, "magic");
+        let e = open(&set(sample(), 4, 2)).err().unwrap();
+        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+    }
+
+    #[test]
+    fn hostile_tables_name_the_entry() {
+        let gd = 4 * SECTOR;
+        refused(
+            set(sample(), gd as usize, 4),
+            "COWD grain directory entry",
+            gd,
+            "inside the header",
+        );
+        refused(
+            set(sample(), gd as usize + 8, 70),
+            "COWD grain directory entry",
+            gd + 8,
+            "past the end",
+        );
+        // Table 2 placed over table 0's second half.
+        refused(
+            set(sample(), gd as usize + 8, 24),
+            "COWD grain directory entry",
+            gd + 8,
+            "overlap",
+        );
+        let gte = |j: u64| 8 * SECTOR + j * 4;
+        let mut x = open(&set(sample(), gte(1) as usize, 2)).unwrap();
+        let (s, o, d) = corrupt_at(x.grain(1).err().unwrap());
+        assert_eq!((s, o), ("COWD grain table entry", gte(1)), "{d}");
+        assert!(d.contains("inside the header"), "{d}");
+        for (value, needle) in [
+            (77, "past the end"),
+            (9, "grain table at byte 4096"),
+            (40, "share file space"),
+        ] {
+            let mut x = open(&set(sample(), gte(1) as usize, value)).unwrap();
+            let (s, o, d) = corrupt_at(x.grain(0).err().unwrap());
+            assert_eq!((s, o), ("COWD grain table entry", gte(1)), "{d}");
+            assert!(d.contains(needle), "{d:?} should say {needle:?}");
+        }
+    }
+
+    #[test]
+    fn fuzz_entry_point_survives_damage() {
+        let good = sample();
+        fuzz_cowd(&good);
+        fuzz_cowd(&[]);
+        fuzz_cowd(&good[..2048]);
+        fuzz_cowd(&good[..3000]);
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        for _ in 0..200 {
+            let mut b = good.clone();
+            for _ in 0..8 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let at = (rng % b.len() as u64) as usize;
+                b[at] = (rng >> 32) as u8;
+            }
+            fuzz_cowd(&b);
+        }
+    }
 }

@@ -223,6 +223,7 @@ fn flush(
 /// grain at two places of the disk.
 pub(crate) fn refuse_shared_grains(
     path: &Path,
+    structure: &'static str,
     sorted: &[(u64, (u64, u64))],
     span: u64,
 ) -> Result<()> {
@@ -231,7 +232,7 @@ pub(crate) fn refuse_shared_grains(
         if b < a.saturating_add(span) {
             return Err(Error::corrupt(
                 path,
-                "grain table entry",
+                structure,
                 entry_at,
                 format!("grains {grain_a} and {grain_b} share file space (bytes {a} and {b})"),
             ));

@@ -421,7 +421,12 @@ impl SeSparseExtent {
             }
         }
         used.sort_unstable();
-        grain::refuse_shared_grains(self.file.path(), &used, GRAIN_BYTES)
+        grain::refuse_shared_grains(
+            self.file.path(),
+            "seSparse grain table entry",
+            &used,
+            GRAIN_BYTES,
+        )
     }
 
     /// Appends the runs of `[offset, offset + len)` (extent-relative), shifted by `base`.
@@ -542,4 +547,292 @@ pub fn fuzz_sesparse(bytes: &[u8]) {
         return;
     };
     grain::fuzz_walk(&mut extent);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmdk::grain::{DeltaKind, memory_input};
+    use std::time::{Duration, Instant};
+
+    const S: usize = SECTOR as usize;
+    /// Layout (sectors): header 0, volatile 1, directory 2 (64 entries), grain tables
+    /// 4..260 (4 slots), grains from 512.
+    const GD: u64 = 2;
+    const GTS: u64 = 4;
+    const GRAINS: u64 = 512;
+    /// Three tables: 48 MiB.
+    const CAPACITY: u64 = 3 * GT_ENTRIES * GRAIN_SECTORS;
+
+    fn alloc(index: u64) -> u64 {
+        0x3000_0000_0000_0000 | ((index & 0xFFF) << 48) | (index >> 12)
+    }
+
+    /// Directory: table 0 in slot 3, table 1 absent, table 2 in slot 0. Table 0: grain 0
+    /// allocated (index 1), 1 unmapped, 2 zero, 3 unallocated, 4 allocated (index 0x1002,
+    /// using the entry's high part), 5 allocated (index 2, right after index 1). Table 2:
+    /// its first grain allocated (index 0).
+    fn sample() -> Vec<u8> {
+        let grains_size = 0x2000 * GRAIN_SECTORS;
+        let mut h = [0u64; 26];
+        h[..6].copy_from_slice(&[CONST_MAGIC, VERSION, CAPACITY, GRAIN_SECTORS, GT_SECTORS, 0]);
+        h[10..].copy_from_slice(&[
+            1,
+            1,
+            0,
+            0,
+            0,
+            0,
+            GD,
+            1,
+            GTS,
+            4 * GT_SECTORS,
+            0,
+            0,
+            0,
+            0,
+            GRAINS,
+            grains_size,
+        ]);
+        let end = (GRAINS + 0x1003 * GRAIN_SECTORS) as usize * S;
+        let mut out = vec![0u8; end];
+        for (i, v) in h.iter().enumerate() {
+            out[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        out[S..S + 8].copy_from_slice(&VOLATILE_MAGIC.to_le_bytes());
+        let mut put =
+            |at: u64, v: u64| out[at as usize..at as usize + 8].copy_from_slice(&v.to_le_bytes());
+        put(GD * SECTOR, 0x1000_0000_0000_0003);
+        put(GD * SECTOR + 16, 0x1000_0000_0000_0000);
+        let t0 = (GTS + 3 * GT_SECTORS) * SECTOR;
+        for (j, e) in [
+            alloc(1),
+            0x1000_0000_0000_0000,
+            0x2000_0000_0000_0000,
+            0,
+            alloc(0x1002),
+            alloc(2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            put(t0 + j as u64 * 8, e);
+        }
+        put(GTS * SECTOR, alloc(0));
+        for (index, byte) in [(0u64, 0x40u8), (1, 0x41), (2, 0x42), (0x1002, 0x43)] {
+            let at = ((GRAINS + index * GRAIN_SECTORS) * SECTOR) as usize;
+            out[at..at + GRAIN_BYTES as usize].fill(byte);
+        }
+        out
+    }
+
+    fn open(bytes: &[u8]) -> Result<SeSparseExtent> {
+        let file = memory_input(bytes).expect("memfd");
+        SeSparseExtent::open(file, CAPACITY * SECTOR)
+    }
+
+    fn set(mut bytes: Vec<u8>, at: u64, value: u64) -> Vec<u8> {
+        bytes[at as usize..at as usize + 8].copy_from_slice(&value.to_le_bytes());
+        bytes
+    }
+
+    fn corrupt_at(e: Error) -> (&'static str, u64, String) {
+        match e {
+            Error::Corrupt {
+                path,
+                structure,
+                offset,
+                detail,
+            } => {
+                assert!(path.starts_with("/proc/self/fd/"), "{}", path.display());
+                (structure, offset, detail)
+            }
+            other => panic!("not a corruption error: {other}"),
+        }
+    }
+
+    const T0: u64 = (GTS + 3 * GT_SECTORS) * SECTOR;
+
+    #[test]
+    fn every_entry_type_maps_and_reads() {
+        let mut x = open(&sample()).unwrap();
+        let g = GRAIN_BYTES;
+        let at = |index: u64| (GRAINS + index * GRAIN_SECTORS) * SECTOR;
+        assert_eq!(x.grain(0).unwrap(), GrainState::At(at(1)));
+        // Unmapped reads as zeros, as qemu reads it.
+        assert_eq!(x.grain(1).unwrap(), GrainState::Zero);
+        assert_eq!(x.grain(2).unwrap(), GrainState::Zero);
+        assert_eq!(x.grain(3).unwrap(), GrainState::Unallocated);
+        assert_eq!(x.grain(4).unwrap(), GrainState::At(at(0x1002)));
+        assert_eq!(x.grain(GT_ENTRIES).unwrap(), GrainState::Unallocated);
+        assert_eq!(x.grain(2 * GT_ENTRIES).unwrap(), GrainState::At(at(0)));
+        let mut runs = Vec::new();
+        x.map(0, x.len(), 0, &mut runs).unwrap();
+        let got: Vec<_> = runs.iter().map(|r| (r.offset, r.len, r.kind)).collect();
+        let table = GT_ENTRIES * g;
+        assert_eq!(
+            got,
+            [
+                (0, g, DeltaKind::Data),
+                (g, 2 * g, DeltaKind::Zero),
+                (3 * g, g, DeltaKind::Parent),
+                (4 * g, 2 * g, DeltaKind::Data),
+                // Table 0's rest and the table-less 16 MiB in one run.
+                (6 * g, 2 * table - 6 * g, DeltaKind::Parent),
+                (2 * table, g, DeltaKind::Data),
+                (2 * table + g, table - g, DeltaKind::Parent),
+            ]
+        );
+        let mut buf = vec![0u8; 7 * g as usize];
+        x.read_at(0, &mut buf, &mut |_, b| {
+            b.fill(0xEE);
+            Ok(())
+        })
+        .unwrap();
+        let want: Vec<u8> = [0x41, 0, 0, 0xEE, 0x43, 0x42, 0xEE]
+            .iter()
+            .flat_map(|&b| vec![b; g as usize])
+            .collect();
+        assert_eq!(buf, want);
+    }
+
+    fn refused(bytes: Vec<u8>, structure: &str, offset: u64, needle: &str) {
+        let started = Instant::now();
+        let e = open(&bytes)
+            .err()
+            .unwrap_or_else(|| panic!("not refused: {structure} {needle}"));
+        let (s, o, detail) = corrupt_at(e);
+        assert_eq!((s, o), (structure, offset), "{detail}");
+        assert!(detail.contains(needle), "{detail:?} should say {needle:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    fn refused_on_read(bytes: Vec<u8>, grain: u64, offset: u64, needle: &str) {
+        let mut x = open(&bytes).unwrap();
+        let (s, o, d) = corrupt_at(x.grain(grain).expect_err("refused"));
+        assert_eq!((s, o), ("seSparse grain table entry", offset), "{d}");
+        assert!(d.contains(needle), "{d:?} should say {needle:?}");
+    }
+
+    #[test]
+    fn hostile_headers_are_refused() {
+        let h = "seSparse constant header";
+        refused(set(sample(), 0, 0xCAFE_BABF), h, 0, "magic");
+        refused(set(sample(), 16, 0), h, 0, "capacity");
+        refused(set(sample(), 16, u64::MAX / 4), h, 0, "capacity");
+        // Directory of 2^61 sectors.
+        refused(set(sample(), 136, 1 << 61), h, 0, "overflows");
+        refused(set(sample(), 128, 1 << 40), h, 0, "past the end");
+        refused(set(sample(), 144, 1), h, 0, "overlaps the volatile header");
+        refused(set(sample(), 152, 10), h, 0, "smaller");
+        refused(
+            set(sample(), 88 - 8, 0),
+            h,
+            0,
+            "overlaps the constant header",
+        );
+        refused(
+            set(sample(), S as u64, 0xCAFE_BABE),
+            "seSparse volatile header",
+            512,
+            "magic",
+        );
+        for (at, value) in [
+            (8, VERSION + 1),
+            (24, 16),
+            (32, 128),
+            (40, 1),
+            (48, 1),
+            (300, 1),
+        ] {
+            let e = open(&set(sample(), at, value)).err().unwrap();
+            assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+        }
+        let e = open(&set(sample(), S as u64 + 24, 1)).err().unwrap();
+        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+        assert!(e.to_string().contains("journal must be replayed"), "{e}");
+    }
+
+    #[test]
+    fn hostile_directory_and_table_entries_name_the_entry() {
+        let gd = "seSparse grain directory entry";
+        let at = GD * SECTOR;
+        refused(
+            set(sample(), at, 0x2000_0000_0000_0001),
+            gd,
+            at,
+            "neither 0 nor",
+        );
+        refused(
+            set(sample(), at, 0x1000_0001_0000_0000),
+            gd,
+            at,
+            "neither 0 nor",
+        );
+        refused(
+            set(sample(), at, 0x1000_0000_0000_0004),
+            gd,
+            at,
+            "region holding 4",
+        );
+        refused(
+            set(sample(), at, 0x1000_0000_0000_0000),
+            gd,
+            at + 16,
+            "both table 0",
+        );
+        // Type nibbles 4 to F, and type 0 with bits below it.
+        for t in 4..16u64 {
+            refused_on_read(set(sample(), T0 + 24, t << 60), 3, T0 + 24, "unknown type");
+        }
+        refused_on_read(set(sample(), T0 + 24, 7), 3, T0 + 24, "bits set below");
+        refused_on_read(
+            set(sample(), T0 + 24, alloc(0x2000)),
+            3,
+            T0 + 24,
+            "past the grains region",
+        );
+        refused_on_read(
+            set(sample(), T0 + 24, alloc(0x1003)),
+            3,
+            T0 + 24,
+            "past the end of the file",
+        );
+        refused_on_read(
+            set(sample(), T0 + 24, alloc(2)),
+            3,
+            T0 + 40,
+            "share file space",
+        );
+        // A problem in a table is found whichever of its grains is asked for.
+        refused_on_read(
+            set(sample(), T0 + 24, 0xF << 60),
+            0,
+            T0 + 24,
+            "unknown type",
+        );
+    }
+
+    #[test]
+    fn fuzz_entry_point_survives_damage() {
+        let good = sample();
+        fuzz_sesparse(&good);
+        fuzz_sesparse(&[]);
+        fuzz_sesparse(&good[..512]);
+        fuzz_sesparse(&good[..100_000]);
+        let mut rng = 0x0fed_cba9_8765_4321u64;
+        for _ in 0..100 {
+            let mut b = good.clone();
+            for _ in 0..8 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                // Mostly the metadata (first 132 KiB), sometimes anywhere.
+                let span = if rng % 4 == 0 { b.len() } else { 132 << 10 };
+                let at = (rng % span as u64) as usize;
+                b[at] = (rng >> 32) as u8;
+            }
+            fuzz_sesparse(&b);
+        }
+    }
 }
