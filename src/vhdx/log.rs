@@ -756,7 +756,9 @@ impl LogOverlay {
             }
         };
         let in_file = end.min(file.len()).saturating_sub(offset) as usize;
-        file.read_exact_at(&mut buf[..in_file], offset, structure)?;
+        if in_file > 0 {
+            file.read_exact_at(&mut buf[..in_file], offset, structure)?;
+        }
         buf[in_file..].fill(0);
         // Pieces are sorted and apart, so walking back from the end meets every one that
         // overlaps and stops at the first that ends before the range.
