@@ -23,8 +23,7 @@ pub enum GrainState {
 }
 
 /// The state of a range of a delta, as `map` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeltaKind {
     /// Not in this link: ask the parent.
     Parent,
