@@ -2,5 +2,6 @@
 
 pub mod bat;
 pub mod format;
+pub mod log;
 pub mod read;
 pub mod write;
