@@ -97,11 +97,7 @@ fn crafted_oversize_fields() {
     fails_fast(
         &p,
         out.path(),
-        &[
-            "capacity.vmdk",
-            "grain directory at offset 512",
-            "do not fit",
-        ],
+        &["capacity.vmdk", "grain directory", "capacity in the header"],
     );
     let p = write_file(
         d,
@@ -426,7 +422,16 @@ fn sigint_and_sigterm_leave_nothing_behind() {
         std::thread::sleep(Duration::from_millis(200));
         run_ok("kill", &[&signal, &child.id().to_string()]);
         let o = child.wait_with_output().unwrap();
-        assert_eq!(o.status.code(), Some(130), "{signal}: {}", stderr(&o));
+        // The signal is re-raised after cleanup, so a shell loop around vdconv stops
+        // (the shell reports 130 for SIGINT, 143 for SIGTERM).
+        use std::os::unix::process::ExitStatusExt;
+        let expected = if signal == "-INT" { 2 } else { 15 };
+        assert_eq!(
+            o.status.signal(),
+            Some(expected),
+            "{signal}: {}",
+            stderr(&o)
+        );
         assert!(stderr(&o).contains("interrupted"));
         assert_eq!(
             listing(dir.path()),
@@ -458,7 +463,12 @@ fn full_file_system_gives_a_clean_error() {
     let left = listing(&mnt);
     drop(small);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
-    assert!(stderr(&o).contains("No space left"), "{}", stderr(&o));
+    // Refused before writing: the data alone does not fit.
+    assert!(
+        stderr(&o).contains("MiB free; nothing was written"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(stderr(&o).trim_end().lines().count(), 1);
     assert!(left.is_empty(), "left behind: {left:?}");
 }

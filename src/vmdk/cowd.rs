@@ -522,18 +522,18 @@ mod tests {
     }
 
     fn corrupt_at(e: Error) -> (&'static str, u64, String) {
-        match e {
-            Error::Corrupt {
-                path,
-                structure,
-                offset,
-                detail,
-            } => {
-                assert!(path.starts_with("/proc/self/fd/"), "{}", path.display());
-                (structure, offset, detail)
-            }
-            other => panic!("not a corruption error: {other}"),
-        }
+        assert_eq!(
+            e.kind(),
+            crate::error::ErrorKind::Corrupt,
+            "not a corruption error: {e}"
+        );
+        let path = e.path().expect("a file");
+        assert!(path.starts_with("/proc/self/fd/"), "{}", path.display());
+        (
+            e.structure().expect("a structure"),
+            e.offset().expect("an offset"),
+            e.detail().to_string(),
+        )
     }
 
     #[test]
@@ -650,7 +650,7 @@ mod tests {
         refused(set(sample(), 28, 78), "COWD header", 0, "truncated");
         refused(set(sample(), 0, 0x4457_4F44), "COWD header", 0, "magic");
         let e = open(&set(sample(), 4, 2)).err().unwrap();
-        assert!(matches!(e, Error::Unsupported { .. }), "{e}");
+        assert!(e.kind() == crate::error::ErrorKind::Unsupported, "{e}");
     }
 
     #[test]
