@@ -12,6 +12,7 @@ pub mod error;
 pub mod guest;
 pub mod info;
 pub mod output;
+pub mod ova;
 pub mod partition;
 pub mod size;
 pub mod target;
