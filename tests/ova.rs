@@ -21,8 +21,83 @@ use vdconv::ova::{
 };
 
 const MIB: u64 = 1 << 20;
-/// Every hostile input must fail at least this fast.
+/// Every hostile input must fail at least this fast,
 const FAST: Duration = Duration::from_secs(2);
+/// and allocate at most this much on the way (the descriptor cap is 4 MiB).
+const SMALL: usize = 16 << 20;
+
+/// Counts the bytes each thread has allocated, so a test can tell how much memory a
+/// call needed at its peak (other tests run on other threads and do not count).
+struct Counting;
+
+thread_local! {
+    static LIVE: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
+    static PEAK: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
+}
+
+fn track(delta: isize) {
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+    });
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; the counters are
+// const-initialised thread-locals, which never allocate.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            track(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        track(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new) };
+        if !p.is_null() {
+            track(new as isize - layout.size() as isize);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Runs `f`; returns what it gave, the time it took and the most it had allocated at
+/// once on this thread.
+fn measure<T>(f: impl FnOnce() -> T) -> (T, Duration, usize) {
+    let base = LIVE.with(|l| l.get());
+    PEAK.with(|p| p.set(base));
+    let start = Instant::now();
+    let out = f();
+    let took = start.elapsed();
+    let peak = (PEAK.with(|p| p.get()) - base).max(0) as usize;
+    (out, took, peak)
+}
+
+/// Runs `f` and checks it took under FAST and allocated under SMALL at its peak.
+fn bounded<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let (out, took, peak) = measure(f);
+    assert!(took < FAST, "{what}: took {took:?}");
+    assert!(peak < SMALL, "{what}: allocated {peak} bytes at its peak");
+    out
+}
+
+#[test]
+fn the_allocation_meter_sees_a_large_buffer() {
+    let ((), _, peak) = measure(|| drop(std::hint::black_box(vec![1u8; 20 << 20])));
+    assert!(peak >= 20 << 20, "{peak}");
+    let ((), _, peak) = measure(|| drop(std::hint::black_box(vec![1u8; 1 << 10])));
+    assert!(peak < SMALL, "{peak}");
+}
 
 /// How a disk is stored in the package.
 #[derive(Clone, Copy)]
@@ -608,14 +683,10 @@ fn small(tmp: &Path) -> Staged {
 /// Opens `ova` from the file and through the pipe; both must fail fast. Returns both
 /// errors.
 fn both_fail(ova: &Path) -> (OvaError, OvaError) {
-    let start = Instant::now();
-    let file = OvaPackage::open_file(ova).expect_err("the file must be refused");
-    assert!(start.elapsed() < FAST, "file: {:?}", start.elapsed());
-    let start = Instant::now();
-    let pipe = read_pipe(ova)
-        .map(|_| ())
-        .expect_err("the pipe must be refused");
-    assert!(start.elapsed() < FAST, "pipe: {:?}", start.elapsed());
+    let file =
+        bounded("file", || OvaPackage::open_file(ova)).expect_err("the file must be refused");
+    let pipe =
+        bounded("pipe", || read_pipe(ova).map(|_| ())).expect_err("the pipe must be refused");
     (file, pipe)
 }
 
@@ -702,9 +773,7 @@ fn hrefs_leaving_the_package_are_refused() {
     // SAFETY: mkfifo with a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     fs::write(&ovf, original.replace("victim-disk1.vmdk\"", "fifo.vmdk\"")).unwrap();
-    let start = Instant::now();
-    let e = OvfPackage::open_dir(&ovf).unwrap_err();
-    assert!(start.elapsed() < FAST);
+    let e = bounded("fifo", || OvfPackage::open_dir(&ovf)).unwrap_err();
     assert!(matches!(e, OvaError::Refused { .. }), "{e}");
     assert_eq!(member_of(&e), Some("fifo.vmdk"));
 }
@@ -835,12 +904,8 @@ fn an_entity_bomb_descriptor_is_refused() {
         assert_eq!(member_of(e), Some("victim.ovf"));
         assert!(e.to_string().contains("DOCTYPE"), "{e}");
     }
-    let start = Instant::now();
-    assert!(matches!(
-        OvfPackage::open_dir(&ovf),
-        Err(OvaError::Refused { .. })
-    ));
-    assert!(start.elapsed() < FAST);
+    let e = bounded("folder", || OvfPackage::open_dir(&ovf)).unwrap_err();
+    assert!(matches!(e, OvaError::Refused { .. }), "{e}");
 }
 
 #[test]
@@ -860,9 +925,7 @@ fn a_40_mb_descriptor_is_refused_unread() {
         assert!(matches!(e, OvaError::Limit { .. }), "{e}");
         assert_eq!(member_of(e), Some("victim.ovf"));
     }
-    let start = Instant::now();
-    let e = OvfPackage::open_dir(&ovf).unwrap_err();
-    assert!(start.elapsed() < FAST);
+    let e = bounded("folder", || OvfPackage::open_dir(&ovf)).unwrap_err();
     assert!(matches!(e, OvaError::Limit { .. }), "{e}");
 }
 

@@ -442,6 +442,12 @@ pub(crate) fn manifest_too_large(place: &Place, size: u64) -> OvaError {
     )
 }
 
+/// Whether an archive member is an OVF descriptor: a `.ovf`, except the AppleDouble
+/// `._name.ovf` files macOS adds beside every file it archives (virt-v2v skips them too).
+pub(crate) fn is_descriptor(name: &str) -> bool {
+    strip_ext(name, ".ovf").is_some() && !names::file_name(name).starts_with("._")
+}
+
 /// `name` without a case-insensitive extension.
 fn strip_ext<'a>(name: &'a str, ext: &str) -> Option<&'a str> {
     let cut = name.len().checked_sub(ext.len())?;
@@ -739,7 +745,7 @@ impl<'a> OvaLayout<'a> {
         let mut descriptors = members
             .iter()
             .filter(is_file)
-            .filter(|m| strip_ext(&m.name, ".ovf").is_some());
+            .filter(|m| is_descriptor(&m.name));
         let descriptor = descriptors.next().ok_or_else(|| {
             OvaError::missing(
                 Place::package(package),
@@ -769,10 +775,13 @@ impl<'a> OvaLayout<'a> {
             .iter()
             .position(|m| std::ptr::eq(m, descriptor))
             .unwrap_or(0);
+        // As the pipe reader sees it: manifests, certificates, folders and AppleDouble
+        // files may come first; anything else would have to be skipped unread.
         if members[..position].iter().any(|m| {
             m.kind == MemberKind::File
-                && !manifest.is_some_and(|x| std::ptr::eq(x, m))
-                && !certificate.is_some_and(|x| std::ptr::eq(x, m))
+                && !names::file_name(&m.name).starts_with("._")
+                && strip_ext(&m.name, ".mf").is_none()
+                && strip_ext(&m.name, ".cert").is_none()
         }) {
             warnings.push(
                 "the descriptor is not the first member; this archive cannot be read from a pipe"
@@ -837,4 +846,135 @@ pub(crate) fn assemble_ova(
         archive: None,
         descriptor_bytes: Arc::new(descriptor_bytes),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::manifest::DigestSet;
+    use super::super::stream::OvaStream;
+    use super::super::tar::testing::archive;
+    use super::*;
+
+    const OVF: &str = r#"<?xml version="1.0"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
+  xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData">
+  <References><File ovf:id="f1" ovf:href="d1.vmdk" ovf:size="5"/></References>
+  <DiskSection>
+    <Disk ovf:diskId="d1" ovf:fileRef="f1" ovf:capacity="1048576"/>
+    <Disk ovf:diskId="blank" ovf:capacity="1" ovf:capacityAllocationUnits="byte * 2^30"/>
+  </DiskSection>
+  <VirtualSystem ovf:id="vm">
+    <VirtualHardwareSection>
+      <Item><rasd:Address>0</rasd:Address><rasd:InstanceID>5</rasd:InstanceID><rasd:ResourceType>5</rasd:ResourceType></Item>
+      <Item><rasd:AddressOnParent>1</rasd:AddressOnParent><rasd:HostResource>ovf:/file/f1</rasd:HostResource><rasd:InstanceID>6</rasd:InstanceID><rasd:Parent>5</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>"#;
+
+    #[test]
+    fn descriptor_in_a_folder_appledouble_and_a_blank_disk() {
+        let bytes = archive(&[
+            ("vm/", b"", b'5'),
+            ("vm/._vm.ovf", b"mac", b'0'),
+            ("vm/vm.ovf", OVF.as_bytes(), b'0'),
+            ("vm/d1.vmdk", b"KDMV!", b'0'),
+        ]);
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("t.ova");
+        std::fs::write(&path, &bytes).unwrap();
+        let pkg = Package::open_file(&path).unwrap();
+        assert_eq!(pkg.descriptor, "vm/vm.ovf");
+        assert_eq!(pkg.disks.len(), 2);
+        let d = &pkg.disks[0];
+        assert_eq!(
+            d.pieces[0].location,
+            Location::Member {
+                member: "vm/d1.vmdk".into(),
+                offset: 3 * 512 + 3 * 512 + 512
+            }
+        );
+        let a = d.attachment.as_ref().unwrap();
+        assert_eq!((a.bus, a.unit), (Some(0), Some(1)));
+        let mut content = Vec::new();
+        pkg.disk_reader(d)
+            .unwrap()
+            .read_to_end(&mut content)
+            .unwrap();
+        assert_eq!(content, b"KDMV!");
+        let blank = &pkg.disks[1];
+        assert!(blank.is_blank() && blank.pieces.is_empty());
+        assert_eq!(blank.capacity, 1 << 30);
+        assert_eq!(
+            pkg.warnings,
+            [
+                "disk \"blank\" is attached to no controller by the descriptor",
+                "member \"vm/._vm.ovf\" is not part of the package; ignored",
+            ]
+        );
+        let mut stream = OvaStream::new(&bytes[..], &path).unwrap();
+        while stream.next_file().unwrap().is_some() {}
+        assert_eq!(stream.finish().unwrap().package, pkg);
+    }
+
+    #[test]
+    fn duplicates_and_links_are_refused() {
+        let twice = archive(&[
+            ("vm.ovf", OVF.as_bytes(), b'0'),
+            ("d1.vmdk", b"KDMV!", b'0'),
+            ("d1.vmdk", b"other", b'0'),
+        ]);
+        let link = archive(&[("vm.ovf", OVF.as_bytes(), b'0'), ("d1.vmdk", b"", b'2')]);
+        let two = archive(&[
+            ("a.ovf", OVF.as_bytes(), b'0'),
+            ("b.ovf", OVF.as_bytes(), b'0'),
+        ]);
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("t.ova");
+        for (bytes, refused) in [(twice, true), (link, true), (two, false)] {
+            std::fs::write(&path, &bytes).unwrap();
+            let e = Package::open_file(&path).unwrap_err();
+            assert_eq!(matches!(e, OvaError::Refused { .. }), refused, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_at_the_end_is_checked_while_streaming() {
+        let sha = |data: &[u8]| {
+            let mut set = DigestSet::new(&[Algorithm::Sha256]);
+            set.update(data);
+            set.finish().sha256.unwrap()
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("t.ova");
+        for (disk_digest, ok) in [(sha(b"KDMV!"), true), (sha(b"KDMV?"), false)] {
+            let mf = format!(
+                "SHA256(vm.ovf)= {}\nSHA256(d1.vmdk)= {disk_digest}\n",
+                sha(OVF.as_bytes())
+            );
+            let bytes = archive(&[
+                ("vm.ovf", OVF.as_bytes(), b'0'),
+                ("d1.vmdk", b"KDMV!", b'0'),
+                ("vm.mf", mf.as_bytes(), b'0'),
+            ]);
+            std::fs::write(&path, &bytes).unwrap();
+            let stream = OvaStream::new(&bytes[..], &path).unwrap();
+            let file = Package::open_file(&path).unwrap().verify_manifest();
+            match (stream.finish(), file) {
+                (Ok(outcome), Ok(Some(report))) if ok => {
+                    let streamed = outcome.report.unwrap();
+                    assert_eq!(streamed, report);
+                    assert_eq!(report.verified, ["vm.ovf", "d1.vmdk"]);
+                }
+                (Err(a), Err(b)) if !ok => {
+                    for e in [a, b] {
+                        assert!(
+                            matches!(&e, OvaError::ManifestMismatch { place, .. } if place.member.as_deref() == Some("d1.vmdk")),
+                            "{e}"
+                        );
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

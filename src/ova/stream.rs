@@ -11,7 +11,8 @@ use super::manifest::{DigestSet, Digests, MAX_MANIFEST, Manifest};
 use super::names;
 use super::ovf::{self, Compression, Envelope};
 use super::package::{
-    ManifestReport, OvaLayout, Package, PackageManifest, assemble_ova, manifest_too_large,
+    ManifestReport, OvaLayout, Package, PackageManifest, assemble_ova, is_descriptor,
+    manifest_too_large,
 };
 use super::tar::{Member, MemberKind, MemberReader, TarIndex, TarStream};
 
@@ -98,10 +99,11 @@ impl<R: Read> OvaStream<R> {
             };
             members.push(m.clone());
             let place = Place::member(source, &m.name);
-            if m.kind == MemberKind::Directory {
+            // Folders, and the AppleDouble `._name` files macOS adds, carry nothing.
+            if m.kind == MemberKind::Directory || names::file_name(&m.name).starts_with("._") {
                 continue;
             }
-            if m.kind == MemberKind::File && ends_with(&m.name, ".ovf") {
+            if m.kind == MemberKind::File && is_descriptor(&m.name) {
                 if m.size > ovf::MAX_DESCRIPTOR {
                     return Err(ovf::too_large(&place, m.size));
                 }
@@ -167,7 +169,7 @@ impl<R: Read> OvaStream<R> {
             };
             self.members.push(m.clone());
             let place = Place::member(&self.source, &m.name);
-            if m.kind == MemberKind::File && ends_with(&m.name, ".ovf") {
+            if m.kind == MemberKind::File && is_descriptor(&m.name) {
                 return Err(OvaError::unsupported(
                     place,
                     format!(

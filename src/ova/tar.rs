@@ -736,12 +736,11 @@ pub fn numeric(field: &[u8]) -> Result<u64, String> {
     Ok(value)
 }
 
+/// Small archives for unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
+pub(crate) mod testing {
     /// A ustar header for `name` with `size` bytes of data, checksum set.
-    fn header(name: &str, size: u64, typeflag: u8) -> [u8; 512] {
+    pub fn header(name: &str, size: u64, typeflag: u8) -> [u8; 512] {
         let mut h = [0u8; 512];
         h[..name.len()].copy_from_slice(name.as_bytes());
         h[100..107].copy_from_slice(b"0000644");
@@ -755,7 +754,7 @@ mod tests {
         h
     }
 
-    fn archive(members: &[(&str, &[u8], u8)]) -> Vec<u8> {
+    pub fn archive(members: &[(&str, &[u8], u8)]) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, data, t) in members {
             out.extend_from_slice(&header(name, data.len() as u64, *t));
@@ -765,6 +764,12 @@ mod tests {
         out.extend_from_slice(&[0u8; 1024]);
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{archive, header};
+    use super::*;
 
     #[test]
     fn numeric_fields() {
