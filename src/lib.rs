@@ -39,6 +39,7 @@ pub mod disk;
 
 pub mod detect;
 pub mod guest;
+pub mod ova;
 pub mod partition;
 pub mod raw;
 pub mod sink;

@@ -142,8 +142,8 @@ fn in_place_refuses_and_says_why() {
     fs::write(&raw, vec![1u8; 8192]).unwrap();
     let desc = flat_descriptor(dir.path(), "x.vmdk", "x-flat.vmdk", 8);
     let cases: [(&[&str], &str); 4] = [
-        (&["x.vhdx"], "only a fixed VHD"),
-        (&["x.vhd", "--type", "dynamic"], "only a fixed VHD"),
+        (&["x.vhdx"], "makes a fixed VHD only"),
+        (&["x.vhd", "--type", "dynamic"], "does not go with --in-place"),
         (&["x.vhd", "--verify"], "nothing to verify"),
         (&["x.vhd"], "8192 bytes but its extent is 4096"),
     ];
