@@ -21,6 +21,8 @@ pub struct InputFile {
     path: PathBuf,
     /// Shared so that the writing thread can copy straight from it.
     file: Arc<File>,
+    /// Where this input starts in `file`: 0, or a member's offset inside an archive.
+    base: u64,
     len: u64,
 }
 
@@ -64,7 +66,33 @@ impl InputFile {
         Ok(InputFile {
             path: path.to_path_buf(),
             file: Arc::new(file),
+            base: 0,
             len: meta.len(),
+        })
+    }
+
+    /// A bounded window of a file already open: `len` bytes from `offset` (a member of an
+    /// OVA read in place, without copying it out). Reads at 0 read `file` at `offset`,
+    /// and nothing past `offset + len` can be read. `path` names it in messages. Fails
+    /// when the window does not lie inside the file.
+    pub fn from_range(path: &Path, file: Arc<File>, offset: u64, len: u64) -> Result<Self> {
+        let file_len = file
+            .metadata()
+            .map_err(|e| Error::input_io(path, "the file's metadata", e))?
+            .len();
+        if offset.checked_add(len).is_none_or(|end| end > file_len) {
+            return Err(Error::truncated(
+                path,
+                "archive member",
+                offset,
+                format!("{len} bytes extend past the end of the file ({file_len} bytes)"),
+            ));
+        }
+        Ok(InputFile {
+            path: path.to_path_buf(),
+            file,
+            base: offset,
+            len,
         })
     }
 
@@ -80,18 +108,32 @@ impl InputFile {
         self.len == 0
     }
 
+    /// The whole underlying file: byte `offset` of this input is byte `base() + offset`
+    /// of it.
     pub fn file(&self) -> &File {
         &self.file
     }
 
+    /// As `file`, shared.
     pub fn shared(&self) -> Arc<File> {
         Arc::clone(&self.file)
+    }
+
+    /// Where this input starts in the underlying file (0 unless made by `from_range`).
+    pub fn base(&self) -> u64 {
+        self.base
     }
 
     /// Appends to `out`, shifted by `base`, the runs of `[offset, offset + len)` that the
     /// file system stores (Data) and that are holes (Zero), as SEEK_DATA/SEEK_HOLE
     /// report them; everything is Data where the file system cannot tell.
     pub fn map_holes(&self, offset: u64, len: u64, base: u64, out: &mut Vec<Run>) {
+        if self.base != 0 {
+            // A window of a larger file (an archive member): the file system's holes are
+            // the archive's, so report everything as data rather than translate offsets.
+            push_run(out, base, len, RunKind::Data);
+            return;
+        }
         let fd = self.file.as_raw_fd();
         let end = offset.saturating_add(len);
         let mut pos = offset;
@@ -151,18 +193,21 @@ impl InputFile {
                 ),
             ));
         }
-        self.file.read_exact_at(buf, offset).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                Error::truncated(
-                    &self.path,
-                    structure,
-                    offset,
-                    "the file shrank while it was being read",
-                )
-            } else {
-                Error::input_io(&self.path, format!("{structure} at offset {offset}"), e)
-            }
-        })
+        // In range of the window, so inside the file: base + len was checked at creation.
+        self.file
+            .read_exact_at(buf, self.base + offset)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    Error::truncated(
+                        &self.path,
+                        structure,
+                        offset,
+                        "the file shrank while it was being read",
+                    )
+                } else {
+                    Error::input_io(&self.path, format!("{structure} at offset {offset}"), e)
+                }
+            })
     }
 
     /// Whether `[offset, offset + len)` lies inside the file.

@@ -5,6 +5,7 @@ pub mod descriptor;
 pub mod extents;
 pub mod grain;
 pub mod header;
+pub mod sequential;
 pub mod sesparse;
 pub mod sparse;
 pub mod stream;
