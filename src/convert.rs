@@ -91,12 +91,40 @@ pub fn convert(
     if plan.in_place {
         return convert_in_place(src, plan, cancel);
     }
-    let started = Instant::now();
-    let dst = plan.destination.as_path();
-    refuse_input_as_output(src, dst)?;
-    let source_size = src.virtual_size();
-    let size = plan.output_size(source_size)?;
-    check_free_space(src, plan, size, cancel)?;
+    convert_staged(src, plan, cancel, progress)?.commit()
+}
+
+/// A finished conversion not yet put in place: the image is complete and flushed under
+/// its temporary name. `commit` renames it to DST; dropping it removes it. Lets a caller
+/// converting several disks (an export's) put them all in place only once every one
+/// succeeded and every digest matched.
+pub struct Staged {
+    out: std::sync::Arc<Output>,
+    pub report: ConvertReport,
+}
+
+impl Staged {
+    pub(crate) fn new(out: std::sync::Arc<Output>, report: ConvertReport) -> Self {
+        Staged { out, report }
+    }
+
+    /// The finished image under its temporary name (to read it back before committing).
+    pub fn temp_path(&self) -> &Path {
+        self.out.temp_path()
+    }
+
+    /// Renames the image to DST (see `Output::commit`) and returns its report.
+    pub fn commit(self) -> Result<ConvertReport> {
+        self.out.commit()?;
+        Ok(self.report)
+    }
+}
+
+/// The output file and the writer `plan` asks for, for a disk of `size` bytes.
+pub(crate) fn create_writer(
+    plan: &ConvertPlan,
+    size: u64,
+) -> Result<(std::sync::Arc<Output>, Box<dyn ImageWriter>)> {
     let holes = HolePolicy {
         piece: match plan.sparse {
             SparseMode::Auto => 64 << 10,
@@ -105,7 +133,7 @@ pub fn convert(
         },
         fill: plan.sparse == SparseMode::Never,
     };
-    let out = std::sync::Arc::new(Output::create(dst, plan.force, holes)?);
+    let out = std::sync::Arc::new(Output::create(&plan.destination, plan.force, holes)?);
     let writer: Box<dyn ImageWriter> = match (plan.format, plan.disk_type) {
         (OutputFormat::Vhd, DiskType::Fixed) => {
             Box::new(vhd::write::FixedVhdWriter::new(out.clone(), size))
@@ -120,6 +148,29 @@ pub fn convert(
             plan.vhdx_params(size),
         )),
     };
+    Ok((out, writer))
+}
+
+/// As `convert` (not in place), leaving the finished image under its temporary name.
+pub fn convert_staged(
+    src: &mut dyn Disk,
+    plan: &ConvertPlan,
+    cancel: &Cancel,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Staged> {
+    if plan.in_place {
+        return Err(Error::usage(
+            Some("--in-place"),
+            "renames the source into place; it cannot be staged",
+        ));
+    }
+    let started = Instant::now();
+    let dst = plan.destination.as_path();
+    refuse_input_as_output(src, dst)?;
+    let source_size = src.virtual_size();
+    let size = plan.output_size(source_size)?;
+    check_free_space(src, plan, size, cancel)?;
+    let (out, writer) = create_writer(plan, size)?;
     // The output's contents are hashed in the same pass, zeros included, for --verify
     // and for reproducible ids.
     let hashing = plan.verify || plan.reproducible_time.is_some();
@@ -221,9 +272,8 @@ pub fn convert(
         .map_err(|e| Error::output_io(dst, "the file's metadata", e))?
         .len();
     cancel.check()?;
-    out.commit()?;
     let sha256 = verified.and(content).map(|d| hex(&d));
-    Ok(ConvertReport {
+    let report = ConvertReport {
         schema_version: SCHEMA_VERSION,
         source: src.path().display().to_string(),
         destination: dst.to_path_buf(),
@@ -242,11 +292,12 @@ pub fn convert(
         files: vec![dst.to_path_buf()],
         warnings: src.warnings().to_vec(),
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    Ok(Staged::new(out, report))
 }
 
 /// The seed reproducible ids derive from: the content and everything about the output.
-fn reproducible_seed(plan: &ConvertPlan, size: u64, digest: &[u8; 32]) -> [u8; 32] {
+pub(crate) fn reproducible_seed(plan: &ConvertPlan, size: u64, digest: &[u8; 32]) -> [u8; 32] {
     Sha256::new()
         .chain_update(digest)
         .chain_update(plan.format.name())
@@ -480,7 +531,7 @@ fn pipeline(
 
 /// Reads the finished (not yet committed) output through vdconv's own reader and checks
 /// that its contents hash to what the source hashed to.
-fn verify_output(
+pub(crate) fn verify_output(
     out: &Output,
     expected: &[u8; 32],
     cancel: &Cancel,
