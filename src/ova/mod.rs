@@ -34,7 +34,7 @@ pub use package::{
     Location, ManifestReport, OvaPackage, OvfPackage, Package, PackageDisk, PackageFile,
     PackageKind, Piece, PieceView,
 };
-pub use stream::{OvaStream, StreamFile, StreamOutcome};
+pub use stream::{OvaStream, StreamEntry, StreamFile, StreamOutcome};
 
 /// Fuzzing entry: indexes `bytes` as a tar archive, reads it as a stream, and as an OVA
 /// from a pipe. Never panics; errors are the expected outcome for most inputs.

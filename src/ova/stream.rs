@@ -68,6 +68,23 @@ impl<R: Read> Read for StreamFile<'_, R> {
     }
 }
 
+/// One stored file of the package as `next_entry` gives it: as `StreamFile`, without
+/// the reader.
+#[derive(Debug, Clone)]
+pub struct StreamEntry {
+    /// Its name relative to the descriptor's folder (what the manifest lists).
+    pub name: String,
+    /// The References/File it stores, if any (None: not part of the package).
+    pub file_id: Option<String>,
+    /// For a file stored in chunks: which chunk.
+    pub chunk: Option<u32>,
+    /// The disk it belongs to, if any.
+    pub disk_id: Option<String>,
+    pub compression: Compression,
+    /// The archive member holding it.
+    pub member: Member,
+}
+
 /// What a finished stream gives.
 #[derive(Debug)]
 pub struct StreamOutcome {
@@ -162,6 +179,26 @@ impl<R: Read> OvaStream<R> {
     /// Manifests, certificates and folders are consumed here, not returned. None at the
     /// end of the archive.
     pub fn next_file(&mut self) -> OvaResult<Option<StreamFile<'_, R>>> {
+        let Some(entry) = self.next_entry()? else {
+            return Ok(None);
+        };
+        let OvaStream { tar, current, .. } = self;
+        let (_, hasher) = current.as_mut().expect("next_entry sets the current file");
+        Ok(Some(StreamFile {
+            name: entry.name,
+            file_id: entry.file_id,
+            chunk: entry.chunk,
+            disk_id: entry.disk_id,
+            compression: entry.compression,
+            reader: tar.current_reader(entry.member),
+            hasher,
+        }))
+    }
+
+    /// As `next_file`, without borrowing the stream: what the file is, its bytes then
+    /// read with `read_current` (hashed on the way). Lets a reader run on across the
+    /// chunks of one file, each a member of its own.
+    pub fn next_entry(&mut self) -> OvaResult<Option<StreamEntry>> {
         self.settle()?;
         let member = loop {
             let Some(m) = self.tar.next_header()? else {
@@ -220,17 +257,32 @@ impl<R: Read> OvaStream<R> {
             (None, _) => Algorithm::ALL.to_vec(),
         };
         let name = name.unwrap_or_else(|| member.name.clone());
-        let OvaStream { tar, current, .. } = self;
-        let (_, hasher) = current.insert((name.clone(), DigestSet::new(&algorithms)));
-        Ok(Some(StreamFile {
+        self.current = Some((name.clone(), DigestSet::new(&algorithms)));
+        Ok(Some(StreamEntry {
             name,
             file_id,
             chunk,
             disk_id,
             compression,
-            reader: tar.current_reader(member),
-            hasher,
+            member,
         }))
+    }
+
+    /// Reads the current file's data (after `next_entry`), hashing it; 0 at its end.
+    /// Errors carrying an `OvaError` (a truncated archive) unwrap with
+    /// `OvaError::from_io`.
+    pub fn read_current(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some((_, hasher)) = self.current.as_mut() else {
+            return Ok(0);
+        };
+        let n = self.tar.read_current(buf)?;
+        hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    /// Bytes of the archive consumed so far.
+    pub fn position(&self) -> u64 {
+        self.tar.position()
     }
 
     /// Which References/File a name (relative to the descriptor's folder) stores.
