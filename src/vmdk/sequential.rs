@@ -139,7 +139,8 @@ impl<R: Read> SequentialVmdk<R> {
         self.header.grain_bytes() as usize
     }
 
-    /// The next grain inside the disk, its compressed bytes in `compressed`. Markers and
+    /// The next grain inside the disk, its compressed bytes appended to `compressed` (so
+    /// that several records can share one buffer). Markers and
     /// tables are read on the way. None at the end of the stream (an end-of-stream marker,
     /// or the end of the input at a record boundary), once every table has been checked
     /// against the grains.
@@ -398,7 +399,7 @@ impl<R: Read> SequentialVmdk<R> {
         let grain = lba / h.grain_size;
         let offset = lba * SECTOR;
         self.check.grain_seen(at / SECTOR, grain);
-        compressed.clear();
+        let start = compressed.len();
         let first = (size as usize).min(SECTOR as usize - 12);
         compressed.extend_from_slice(&self.sector[12..12 + first]);
         let rest = size - first as u64;
@@ -411,6 +412,7 @@ impl<R: Read> SequentialVmdk<R> {
         self.skip_to(record_end, "compressed grain")?;
         if offset >= self.size {
             // Past the descriptor's extent: part of the tables' check, never read.
+            compressed.truncate(start);
             return Ok(None);
         }
         let len = (self.size - offset).min(h.grain_bytes()) as usize;
@@ -931,7 +933,10 @@ mod tests {
         let mut compressed = Vec::new();
         let mut grain = vec![0u8; s.grain_bytes()];
         let mut decoder = Decompress::new(true);
-        while let Some(r) = s.next_grain(&mut compressed)? {
+        while let Some(r) = {
+            compressed.clear();
+            s.next_grain(&mut compressed)?
+        } {
             inflate_grain(&mut decoder, &compressed, &mut grain, r.len, path, r.record)?;
             let at = r.offset as usize;
             disk[at..at + r.len].copy_from_slice(&grain[..r.len]);

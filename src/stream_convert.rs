@@ -1,0 +1,343 @@
+//! Converting a disk that can only be read front to back, in one pass: a streamOptimized
+//! VMDK from a pipe, through a gzip decoder, or across the chunks of an export. Each grain
+//! record names the sector it belongs at, so grains are placed as they pass; the dynamic
+//! writers allocate a block on its first write in any order and a fixed one is placed by
+//! offset, so nothing is held back. The grain tables are checked against the grains when
+//! the stream ends (`vmdk::sequential`): the image is then exactly what random access
+//! would have read, or the conversion fails and nothing is left behind.
+//!
+//! Three stages, as in `convert`: this thread reads records (and whatever hashes the
+//! bytes on the way: the manifest's digests), inflating workers decode batches of grains,
+//! and a writer thread places them in the order they were read, so the output's layout
+//! does not depend on thread timing. Memory is a few batches of at most 1 MiB of grains
+//! (or one grain, when grains are larger), whatever the disk's size.
+
+use std::io::Read;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::Instant;
+
+use flate2::Decompress;
+use sha2::{Digest, Sha256};
+
+use crate::cancel::Cancel;
+use crate::compare::hex;
+use crate::convert::{
+    ConvertReport, Phase, Progress, Staged, create_writer, reproducible_seed, verify_output,
+};
+use crate::error::{Error, ErrorKind, Result};
+use crate::identity::Identity;
+use crate::plan::{ConvertPlan, SparseMode};
+use crate::report::SCHEMA_VERSION;
+use crate::sink::ImageWriter;
+use crate::vmdk::sequential::{GrainRecord, SequentialVmdk, inflate_grain};
+use crate::zero::is_zero;
+
+/// Bytes of disk a batch of grains covers at most (one grain when grains are larger).
+const BATCH: usize = 1 << 20;
+/// Batches queued between stages, per worker.
+const QUEUED: usize = 1;
+
+/// Grains read together, for one worker to inflate.
+struct Batch {
+    grains: Vec<(GrainRecord, std::ops::Range<usize>)>,
+    compressed: Vec<u8>,
+}
+
+/// A batch inflated: each grain's place, its bytes in `data` (a grain's room each), and
+/// whether it is all zeros (then it is not written: it reads as zeros anyway).
+struct Inflated {
+    grains: Vec<(GrainRecord, bool)>,
+    data: Vec<u8>,
+}
+
+/// Converts the disk `src` reads into a new image as `plan` says, leaving it staged (see
+/// `convert::Staged`). Returns the staged image and the reader, positioned just after the
+/// stream's end (the caller drains what follows: padding, a manifest's last bytes).
+pub fn convert_stream<R: Read>(
+    mut src: SequentialVmdk<R>,
+    plan: &ConvertPlan,
+    cancel: &Cancel,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Staged, R)> {
+    if plan.in_place {
+        return Err(Error::usage(
+            Some("--in-place"),
+            "needs a flat VMDK file; a disk read front to back has none",
+        ));
+    }
+    let started = Instant::now();
+    let dst = plan.destination.clone();
+    let source_size = src.virtual_size();
+    let size = plan.output_size(source_size)?;
+    if plan.sparse == SparseMode::Never
+        && let Some(free) = crate::output::free_space(&dst)
+        && free < size.saturating_add(8 << 20)
+    {
+        return Err(Error::output(
+            ErrorKind::NoSpace,
+            &dst,
+            format!(
+                "needs about {} MiB and its file system has {} MiB free; nothing was written",
+                (size + (8 << 20)).div_ceil(1 << 20),
+                free >> 20
+            ),
+        ));
+    }
+    let (out, writer) = create_writer(plan, size)?;
+    let hashing = plan.verify || plan.reproducible_time.is_some();
+    let grain = src.grain_bytes();
+    let per_batch = (BATCH / grain).max(1);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    tracing::info!(
+        "converting {source_size} bytes front to back into {} ({workers} inflating threads)",
+        dst.display()
+    );
+    let path = src.path().to_path_buf();
+    let mut written_total = 0u64;
+    let mut digests: Option<([u8; 32], [u8; 32])> = None;
+    let mut writer_back: Option<Box<dyn ImageWriter>> = None;
+    std::thread::scope(|scope| -> Result<()> {
+        let mut to_workers: Vec<SyncSender<Batch>> = Vec::new();
+        let mut from_workers: Vec<Receiver<Result<Inflated>>> = Vec::new();
+        let mut handles = Vec::new();
+        for _ in 0..workers {
+            let (btx, brx) = sync_channel::<Batch>(QUEUED);
+            let (itx, irx) = sync_channel::<Result<Inflated>>(QUEUED);
+            to_workers.push(btx);
+            from_workers.push(irx);
+            let path = path.clone();
+            handles.push(scope.spawn(move || inflate_worker(brx, itx, grain, &path)));
+        }
+        let hashes = hashing.then(|| Hashes::new(&path, source_size, size));
+        let writing = scope.spawn(move || write_in_order(writer, from_workers, grain, hashes));
+        // Read records on this thread, handing batches to the workers in turn.
+        let produced = (|| -> Result<()> {
+            let mut turn = 0usize;
+            loop {
+                cancel.check()?;
+                let mut batch = Batch {
+                    grains: Vec::with_capacity(per_batch),
+                    compressed: Vec::new(),
+                };
+                while batch.grains.len() < per_batch {
+                    let start = batch.compressed.len();
+                    let Some(record) = src.next_grain(&mut batch.compressed)? else {
+                        break;
+                    };
+                    let end = batch.compressed.len();
+                    batch.grains.push((record, start..end));
+                }
+                let last = batch.grains.len() < per_batch;
+                if let Some((r, _)) = batch.grains.last() {
+                    progress(Progress {
+                        phase: Phase::Convert,
+                        done: (r.offset + r.len as u64).min(size),
+                        total: size,
+                    });
+                }
+                if !batch.grains.is_empty() && to_workers[turn % workers].send(batch).is_err() {
+                    // A worker or the writer stopped; its error is reported below.
+                    return Err(Error::interrupted());
+                }
+                turn += 1;
+                if last {
+                    return Ok(());
+                }
+            }
+        })();
+        drop(to_workers);
+        let inflating: Result<()> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(worker_panicked())))
+            .fold(Ok(()), Result::and);
+        let wrote = writing.join().unwrap_or_else(|_| Err(worker_panicked()));
+        // The cause comes first: a writer's or worker's error explains a producer that
+        // could not hand over.
+        let (written, writer, hashes) = match (produced, inflating, wrote) {
+            (_, _, Err(e)) | (_, Err(e), _) | (Err(e), _, _) => return Err(e),
+            (Ok(()), Ok(()), Ok(done)) => done,
+        };
+        written_total = written;
+        digests = hashes;
+        writer_back = Some(writer);
+        Ok(())
+    })?;
+    cancel.check()?;
+    progress(Progress {
+        phase: Phase::Convert,
+        done: size,
+        total: size,
+    });
+    let writer = writer_back.expect("set when the pipeline succeeded");
+    let identity = match (plan.reproducible_time, digests) {
+        (Some(time), Some((_, content))) => {
+            Identity::reproducible(reproducible_seed(plan, size, &content), time)
+        }
+        _ => Identity::random_now(),
+    };
+    writer.finish(identity)?;
+    let verified = match (plan.verify, digests) {
+        (true, Some((_, content))) => {
+            verify_output(&out, &content, cancel, progress)?;
+            Some(true)
+        }
+        _ => None,
+    };
+    let file_size = out
+        .file()
+        .metadata()
+        .map_err(|e| Error::output_io(&dst, "the file's metadata", e))?
+        .len();
+    cancel.check()?;
+    let warnings = src.warnings().to_vec();
+    let report = ConvertReport {
+        schema_version: SCHEMA_VERSION,
+        source: path.display().to_string(),
+        destination: dst.clone(),
+        format: plan.format,
+        disk_type: plan.disk_type,
+        target: plan.target,
+        source_size,
+        virtual_size: size,
+        rounded: size != source_size,
+        block_size: plan.block_size,
+        file_size,
+        data_bytes_written: written_total,
+        verified,
+        sha256: verified.and(digests).map(|(_, c)| hex(&c)),
+        source_sha256: verified.and(digests).map(|(s, _)| hex(&s)),
+        files: vec![dst],
+        warnings,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((Staged::new(out, report), src.into_inner()))
+}
+
+fn worker_panicked() -> Error {
+    Error::output_limit("a conversion thread failed unexpectedly")
+}
+
+/// Inflates batches until the producer hangs up; a corrupt grain stops it with the error.
+fn inflate_worker(
+    batches: Receiver<Batch>,
+    out: SyncSender<Result<Inflated>>,
+    grain: usize,
+    path: &std::path::Path,
+) -> Result<()> {
+    let mut decoder = Decompress::new(true);
+    for batch in batches {
+        let mut data = vec![0u8; batch.grains.len() * grain];
+        let mut grains = Vec::with_capacity(batch.grains.len());
+        let mut failed = None;
+        for ((record, range), room) in batch.grains.iter().zip(data.chunks_mut(grain)) {
+            if let Err(e) = inflate_grain(
+                &mut decoder,
+                &batch.compressed[range.clone()],
+                room,
+                record.len,
+                path,
+                record.record,
+            ) {
+                failed = Some(e);
+                break;
+            }
+            grains.push((*record, is_zero(&room[..record.len])));
+        }
+        if let Some(e) = failed {
+            // The writer reports it in its turn, after every batch read before it.
+            let _ = out.send(Err(e));
+            return Ok(());
+        }
+        if out.send(Ok(Inflated { grains, data })).is_err() {
+            return Ok(()); // The writer stopped; it reports why.
+        }
+    }
+    Ok(())
+}
+
+/// The virtual contents hashed in disk order, zeros between grains included (for
+/// --verify and reproducible ids): possible in one pass only when grains come in order.
+struct Hashes {
+    path: std::path::PathBuf,
+    source: Sha256,
+    next: u64,
+    source_size: u64,
+    size: u64,
+}
+
+impl Hashes {
+    fn new(path: &std::path::Path, source_size: u64, size: u64) -> Self {
+        Hashes {
+            path: path.to_path_buf(),
+            source: Sha256::new(),
+            next: 0,
+            source_size,
+            size,
+        }
+    }
+
+    fn zeros(h: &mut Sha256, mut n: u64) {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        while n > 0 {
+            let k = n.min(ZEROS.len() as u64) as usize;
+            h.update(&ZEROS[..k]);
+            n -= k as u64;
+        }
+    }
+
+    fn grain(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        if offset < self.next {
+            return Err(Error::unsupported(
+                &self.path,
+                format!(
+                    "the stream holds the grain for byte {offset} after the one for byte {}; its contents cannot be hashed in disk order in one pass (convert without --verify or SOURCE_DATE_EPOCH, then vdconv compare)",
+                    self.next
+                ),
+            ));
+        }
+        Self::zeros(&mut self.source, offset - self.next);
+        self.source.update(data);
+        self.next = offset + data.len() as u64;
+        Ok(())
+    }
+
+    /// (source digest, output digest): the output's has the zeros a target added.
+    fn finish(mut self) -> ([u8; 32], [u8; 32]) {
+        Self::zeros(&mut self.source, self.source_size - self.next);
+        let mut output = self.source.clone();
+        let source = self.source.finalize().into();
+        Self::zeros(&mut output, self.size - self.source_size);
+        (source, output.finalize().into())
+    }
+}
+
+type Written = (u64, Box<dyn ImageWriter>, Option<([u8; 32], [u8; 32])>);
+
+/// Takes inflated batches from the workers in the order they were handed out and writes
+/// their non-zero grains. Returns the data bytes written, the writer and the digests.
+fn write_in_order(
+    mut writer: Box<dyn ImageWriter>,
+    from_workers: Vec<Receiver<Result<Inflated>>>,
+    grain: usize,
+    mut hashes: Option<Hashes>,
+) -> Result<Written> {
+    let mut written = 0u64;
+    'batches: for turn in 0usize.. {
+        let Ok(batch) = from_workers[turn % from_workers.len()].recv() else {
+            break 'batches; // Every batch written: the producer hung up.
+        };
+        let batch = batch?;
+        for ((record, zero), room) in batch.grains.iter().zip(batch.data.chunks(grain)) {
+            let data = &room[..record.len];
+            if let Some(h) = hashes.as_mut() {
+                h.grain(record.offset, data)?;
+            }
+            if !zero {
+                written += writer.write(record.offset, data)?;
+            }
+        }
+    }
+    Ok((written, writer, hashes.map(Hashes::finish)))
+}
