@@ -373,6 +373,12 @@ impl Error {
         Error::new(ErrorKind::ChainBroken, ExitClass::Input, detail).file(path)
     }
 
+    /// Two parts of an input disagree (an export's descriptor and the disk it stores):
+    /// which one is right cannot be known.
+    pub fn inconsistent(path: &Path, detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Corrupt, ExitClass::Input, detail).file(path)
+    }
+
     /// A file does not hash to its manifest's digest; `manifest` is named as the file.
     pub fn manifest_mismatch(manifest: &Path, detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::ManifestMismatch, ExitClass::Input, detail).file(manifest)

@@ -26,7 +26,8 @@
 //!    another, nor anything below), and [`sink`], the contract writers write through;
 //! 4. [`output`]: the destination file;
 //! 5. the pipeline: [`target`], [`plan`], [`convert`], [`compare`], [`check`], [`info`],
-//!    [`report`].
+//!    [`report`], [`stream_convert`] (one pass over a disk read front to back), and
+//!    [`export`] (OVA and OVF packages: their disks converted and described).
 
 pub mod cancel;
 pub mod error;
@@ -52,9 +53,11 @@ pub mod output;
 pub mod check;
 pub mod compare;
 pub mod convert;
+pub mod export;
 pub mod info;
 pub mod plan;
 pub mod report;
+pub mod stream_convert;
 pub mod target;
 
 use std::path::Path;

@@ -35,6 +35,8 @@ pub struct OvaStream<R> {
     /// The file being read, and its hashers.
     current: Option<(String, DigestSet)>,
     digests: Vec<(String, Digests)>,
+    /// Hash files and check the manifest (the default).
+    verify: bool,
 }
 
 /// One stored file of the package as it passes: which References/File (and chunk) it
@@ -167,7 +169,19 @@ impl<R: Read> OvaStream<R> {
             manifest,
             current: None,
             digests: Vec::new(),
+            verify: true,
         })
+    }
+
+    /// Whether files are hashed and the manifest checked by `finish` (the default); off
+    /// for --no-verify-manifest, which then costs no hashing.
+    pub fn set_verify(&mut self, verify: bool) {
+        self.verify = verify;
+    }
+
+    /// The member the manifest is, or would be, in (`<descriptor stem>.mf`).
+    pub fn manifest_name(&self) -> &str {
+        &self.manifest_name
     }
 
     /// The descriptor, parsed.
@@ -252,6 +266,7 @@ impl<R: Read> OvaStream<R> {
         });
         // Hash with what the manifest asks for; before it is seen, with every algorithm.
         let algorithms = match (&self.manifest, &name) {
+            _ if !self.verify => Vec::new(),
             (Some(pm), Some(n)) => pm.manifest.algorithms_for(n),
             (Some(_), None) => Vec::new(),
             (None, _) => Algorithm::ALL.to_vec(),
@@ -339,6 +354,7 @@ impl<R: Read> OvaStream<R> {
         let digests = self.digests;
         let report = match &package.manifest {
             None => None,
+            Some(_) if !self.verify => None,
             Some(pm) => Some(package.check_manifest(&pm.manifest, |name, _| {
                 Ok(digests
                     .iter()
