@@ -21,7 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Convert SRC into a new VHD or VHDX image at DST.
     Convert(ConvertArgs),
-    /// Describe an image: format, layout, size, extents, partition table.
+    /// Describe an image (format, layout, size, extents, partition table), or an export
+    /// (the VM, and each disk).
     Info(InfoArgs),
     /// Compare the guest-visible contents of two images of any supported formats.
     Compare(CompareArgs),
@@ -54,12 +55,23 @@ pub struct Common {
 
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
-    /// The image to convert: VMDK (any layout), VHD, VHDX, or raw with -f raw.
+    /// The image to convert: VMDK (any layout), VHD, VHDX, or raw with -f raw; or a
+    /// whole-VM export (an .ova, an .ovf); `-` or a FIFO: an OVA (or a streamOptimized
+    /// VMDK) read front to back from a pipe.
     #[arg(value_name = "SRC")]
     pub src: PathBuf,
     /// The image to write; its extension (.vhd, .vhdx) names the format unless -O does.
+    /// An export with several disks: a folder (created if missing) receiving one image
+    /// per disk.
     #[arg(value_name = "DST")]
     pub dst: PathBuf,
+    /// An export: convert only this disk (its number in the descriptor's order, from 1,
+    /// or its disk id, file id or file name); DST is then the file to write.
+    #[arg(long, value_name = "N|ID")]
+    pub disk: Option<String>,
+    /// An export: do not check the digests its manifest lists.
+    #[arg(long)]
+    pub no_verify_manifest: bool,
     /// Output format; default from DST's extension, or from --target.
     #[arg(short = 'O', long = "output-format", value_enum)]
     pub format: Option<FormatArg>,

@@ -3,6 +3,7 @@
 //! re-raises SIGINT/SIGTERM after cleanup so that shell loops stop.
 
 mod cli;
+mod export_cmd;
 mod progress;
 mod text;
 
@@ -205,6 +206,9 @@ fn request(args: &ConvertArgs) -> Result<ConvertRequest, Error> {
 }
 
 fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
+    if let Some(code) = export_cmd::convert(args, cancel)? {
+        return Ok(code);
+    }
     let common = &args.common;
     let plan = ConvertPlan::new(&args.dst, &request(args)?)?;
     let mut disk = vdconv::open(&args.src, &open_options(common, cancel))?;
@@ -290,6 +294,9 @@ fn run_compare(args: &CompareArgs, cancel: &Cancel) -> Outcome {
 }
 
 fn run_info(args: &InfoArgs, cancel: &Cancel) -> Outcome {
+    if let Some(code) = export_cmd::info(args, cancel)? {
+        return Ok(code);
+    }
     let mut disk = vdconv::open(&args.img, &open_options(&args.common, cancel))?;
     let info = vdconv::info::describe(disk.as_mut(), cancel)?;
     if args.common.json {
