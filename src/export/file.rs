@@ -359,7 +359,7 @@ fn convert_sequential(
     let path = member_path(&pkg.source, shown);
     let place = Place::member(&pkg.source, shown);
     let mut pieces = HashedPieces::new(pkg, pd, algorithms, cancel)?;
-    let expected = (pd.disk_id.as_str(), pd.capacity);
+    let expected = (pd.disk_id.as_str(), shown, pd.capacity);
     let stage = {
         let raw = Typed::new(&mut pieces, place.clone());
         match pd.compression {
@@ -382,19 +382,19 @@ fn convert_sequential(
 
 /// Reads a streamOptimized disk from `reader` in one pass into a staged image, then
 /// reads what follows its end (padding; for gzip, the rest of the stream and its check).
-/// `path` names it (`vm.ova(disk.vmdk)`); the descriptor says `capacity` for `disk_id`.
+/// `path` names it (`vm.ova(disk.vmdk)`); the descriptor says `capacity` for `disk_id`,
+/// stored as `shown`.
 pub(super) fn one_pass<R: Read>(
     reader: R,
     path: &Path,
-    expected: (&str, u64),
+    expected: (&str, &str, u64),
     plan: &ConvertPlan,
     cancel: &Cancel,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Staged> {
     let seq = SequentialVmdk::open(reader, path)?;
-    let (disk_id, capacity) = expected;
-    let shown = path.display().to_string();
-    if let Some(detail) = capacity_mismatch(disk_id, &shown, capacity, seq.virtual_size()) {
+    let (disk_id, shown, capacity) = expected;
+    if let Some(detail) = capacity_mismatch(disk_id, shown, capacity, seq.virtual_size()) {
         return Err(Error::inconsistent(path, detail));
     }
     let (stage, mut rest) = convert_stream(seq, plan, cancel, progress)?;
@@ -442,9 +442,9 @@ fn hash_other_files(
     hash_pieces(pkg, &wanted, cancel, &Cancel::new())
 }
 
-/// When a disk fails to convert as damaged: its stored bytes hashed against the manifest.
-/// A mismatch is the better report (the file was damaged or changed since the manifest
-/// was written); otherwise the conversion's error stands.
+/// When a disk fails to convert as damaged: the descriptor and the disk's stored bytes
+/// checked against the manifest. A mismatch is the better report (the file was damaged
+/// or changed since the manifest was written); otherwise the conversion's error stands.
 fn prefer_mismatch(
     pkg: &Package,
     pd: &PackageDisk,
@@ -464,11 +464,14 @@ fn prefer_mismatch(
     let Ok(hashed) = hash_pieces(pkg, &wanted, cancel, &Cancel::new()) else {
         return e;
     };
-    for (name, digests) in &hashed {
-        let place = Place::member(&pkg.source, name);
-        if let Err(mismatch) = pm.manifest.verify(name, digests, &place) {
-            return with_manifest(mismatch, &pm.name);
-        }
+    let checked = pkg.check_manifest(&pm.manifest, |name, _| {
+        Ok(hashed
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.clone()))
+    });
+    match checked {
+        Err(m @ crate::ova::OvaError::ManifestMismatch { .. }) => with_manifest(m, &pm.name),
+        _ => e,
     }
-    e
 }

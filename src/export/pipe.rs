@@ -107,7 +107,7 @@ pub fn convert(
         let path = member_path(src, names[*i].shown());
         let mut chunks = ChunkReader::new(&mut stream, entry, chunk_size, src);
         let mut progress = |p: Progress| obs.progress(p);
-        let expected = (def.disk_id.as_str(), def.capacity);
+        let expected = (def.disk_id.as_str(), names[*i].shown(), def.capacity);
         let stage = {
             let raw = Typed::new(&mut chunks, place.clone());
             match file.map_or(Compression::Identity, |f| f.compression) {
