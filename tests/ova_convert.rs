@@ -938,3 +938,60 @@ fn what_a_pipe_cannot_read_in_order_is_named() {
         tmp.path(),
     );
 }
+
+#[test]
+fn a_fifo_is_read_as_a_pipe_and_a_blank_disk_becomes_an_empty_image() {
+    if !tools() {
+        return;
+    }
+    let tmp = common::tempdir();
+    let vm = victim(tmp.path());
+    // A Disk without a file: an empty disk of 1 MiB the VM expects.
+    let ovf = fs::read_to_string(vm.ovf()).unwrap();
+    let blank = "    <Disk ovf:capacity=\"1\" ovf:capacityAllocationUnits=\"byte * 2^20\" ovf:diskId=\"scratch\"/>\n  </DiskSection>";
+    fs::write(vm.ovf(), ovf.replace("  </DiskSection>", blank)).unwrap();
+    let mf = ova_build::manifest(&vm.dir, &["victim.ovf", "victim-disk1.vmdk"], "SHA256");
+    fs::write(vm.dir.join("victim.mf"), mf).unwrap();
+    let ova = vm.ova("ustar");
+    let fifo = tmp.path().join("incoming");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let writer = {
+        let (ova, fifo) = (ova.clone(), fifo.clone());
+        std::thread::spawn(move || {
+            let mut f = OpenOptions::new().write(true).open(&fifo).unwrap();
+            let _ = std::io::copy(&mut File::open(&ova).unwrap(), &mut f);
+        })
+    };
+    let dir = tmp.path().join("out");
+    let o = vdconv(&[&"convert", &"--json", &fifo, &dir]);
+    writer.join().unwrap();
+    ok(&o);
+    let r = json(&o);
+    assert_eq!(r["read"], "pipe");
+    assert_eq!(listing(&dir), ["scratch.vhdx", "victim-disk1.vhdx"]);
+    check_against_qemu(
+        &dir.join("victim-disk1.vhdx"),
+        "vhdx",
+        vm.unpacked("victim-disk1.vmdk"),
+        tmp.path(),
+    );
+    let empty = tmp.path().join("empty.vhdx");
+    run_ok("qemu-img", &[&"create", &"-f", &"vhdx", &empty, &"1M"]);
+    qemu_compare(&dir.join("scratch.vhdx"), "vhdx", &empty, "vhdx");
+    assert_eq!(
+        libvhdi_sha256(&dir.join("scratch.vhdx")),
+        libvhdi_sha256(&empty)
+    );
+    // From the file, the same two images.
+    let again = tmp.path().join("again");
+    ok(&vdconv(&[&"convert", &ova, &again]));
+    assert_eq!(listing(&again), ["scratch.vhdx", "victim-disk1.vhdx"]);
+    // The package itself is never a destination, even with --force.
+    let o = vdconv(&[
+        &"convert", &"--force", &"--disk", &"1", &"-O", &"vhdx", &ova, &ova,
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(one_error_line(&o).contains("one of the input files"));
+}

@@ -52,7 +52,7 @@ pub fn convert(
     };
     let names = DiskName::all(&pkg.envelope);
     let layout = layout::plan(&names, req.disk.as_deref(), dst, &req.convert)?;
-    layout::refuse_existing(&layout)?;
+    layout::refuse_existing(&layout, src)?;
     let mut warnings = Vec::new();
     let mut warn = |obs: &mut dyn Observer, w: String| {
         obs.warning(&w);

@@ -208,10 +208,22 @@ pub fn plan(
 }
 
 /// Refuses, before any work, destinations that exist when --force was not given (the
-/// output layer refuses them too, but only when their turn comes).
-pub fn refuse_existing(layout: &Layout) -> Result<()> {
+/// output layer refuses them too, but only when their turn comes), and, even with
+/// --force, a destination that is the package itself (`src`).
+pub fn refuse_existing(layout: &Layout, src: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let source = std::fs::metadata(src).ok();
     for (_, plan) in &layout.disks {
-        if !plan.force && std::fs::symlink_metadata(&plan.destination).is_ok() {
+        let Ok(meta) = std::fs::metadata(&plan.destination) else {
+            continue;
+        };
+        if source
+            .as_ref()
+            .is_some_and(|s| s.is_file() && s.dev() == meta.dev() && s.ino() == meta.ino())
+        {
+            return Err(Error::output_is_input(&plan.destination));
+        }
+        if !plan.force {
             return Err(Error::exists(&plan.destination));
         }
     }

@@ -43,7 +43,7 @@ pub fn convert(
     let env = stream.envelope().clone();
     let names = DiskName::all(&env);
     let layout = layout::plan(&names, req.disk.as_deref(), dst, &req.convert)?;
-    layout::refuse_existing(&layout)?;
+    layout::refuse_existing(&layout, src)?;
     let mut warnings: Vec<String> = Vec::new();
     let hw = &env.system.hardware;
     let (notes, fit) = advice::firmware_advice(hw.firmware, hw.secure_boot, req.convert.target);
@@ -74,13 +74,16 @@ pub fn convert(
                 .iter()
                 .position(|(i, _)| names[*i].disk_id == id)
         }) else {
+            pass_by(&mut stream, src, &entry, cancel)?;
             continue;
         };
         let (i, plan) = &layout.disks[slot];
         let place = Place::member(src, &entry.member.name);
         if staged[slot].is_some() {
             if entry.chunk.is_some() {
-                continue; // A chunk after the disk's end: hashed, not needed.
+                // A chunk after the disk's end: hashed, not needed.
+                pass_by(&mut stream, src, &entry, cancel)?;
+                continue;
             }
             return Err(Error::refused(
                 src,
@@ -282,6 +285,29 @@ pub fn convert(
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Reads (and so hashes) a file the conversion does not need, checking `cancel` on the
+/// way: an unpicked disk may be large.
+fn pass_by<R: Read>(
+    stream: &mut OvaStream<R>,
+    src: &Path,
+    entry: &StreamEntry,
+    cancel: &Cancel,
+) -> Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        cancel.check()?;
+        match stream.read_current(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let place = Place::member(src, &entry.member.name);
+                return Err(OvaError::from_io(place, "the member", e).into());
+            }
+        }
+    }
 }
 
 /// Converts a bare streamOptimized VMDK read from a pipe into `dst`.
