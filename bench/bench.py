@@ -6,6 +6,11 @@ VHDX with both tools, alternating them, RUNS timed runs each after a warm-up, ou
 /dev/shm so disk writeback does not dominate, and prints for each case the median and best
 wall times, the ratios vdconv/qemu-img and both tools' peak RSS (/usr/bin/time -v).
 
+Then a whole-VM export: the streamOptimized disk as a single-disk OVA (descriptor,
+SHA-256 manifest, disk, as ovftool lays it out) converted to dynamic VHDX by vdconv from
+the file and from a pipe (`cat vm.ova | vdconv convert - ...`, the manifest checked either
+way), against `tar -x` of the disk into /dev/shm followed by `qemu-img convert`.
+
 Usage: python3 bench/bench.py [--runs N] [--corpus DIR] [--only SUBSTRING] [--quick] [--cold] [--detail]
   --quick   a 256 MiB corpus instead of 2 GiB (for trying changes; not for the record)
   --cold    evict the source from the page cache before every run (a first conversion)
@@ -172,6 +177,8 @@ def main():
             % (src_key, kind, vm, qm, vm / qm, vb / qb, max(x[1] for x in v) / 1024, max(x[1] for x in q) / 1024),
             flush=True,
         )
+    if not a.only or a.only in "ova OVA":
+        ova_rows(sources["streamOptimized"], out_dir, a)
     # Both references are measured from memory: set against warm runs only.
     if a.cold:
         return
@@ -179,6 +186,103 @@ def main():
         inflate_ceiling(sources["streamOptimized"], best_stream, a.runs)
     if best_flat:
         write_floor(sources["monolithicFlat"], out_dir, best_flat, a.runs)
+
+
+OVF_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf" xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData">
+  <References>
+    <File ovf:href="vm-disk1.vmdk" ovf:id="file1" ovf:size="%(stored)d"/>
+  </References>
+  <DiskSection>
+    <Info>Virtual disk information</Info>
+    <Disk ovf:capacity="%(capacity)d" ovf:capacityAllocationUnits="byte" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/>
+  </DiskSection>
+  <VirtualSystem ovf:id="bench">
+    <Info>A virtual machine</Info>
+    <Name>bench</Name>
+    <OperatingSystemSection ovf:id="100" vmw:osType="other4xLinux64Guest"><Info>os</Info></OperatingSystemSection>
+    <VirtualHardwareSection>
+      <Info>Virtual hardware requirements</Info>
+      <Item><rasd:Address>0</rasd:Address><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>VirtualSCSI</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item>
+      <Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>4</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+      <vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"""
+
+
+def build_ova(stream_vmdk, capacity):
+    """A single-disk OVA of the streamOptimized disk beside it, in ovftool's order."""
+    d = os.path.join(os.path.dirname(stream_vmdk), "ova")
+    ova = os.path.join(os.path.dirname(stream_vmdk), "vm.ova")
+    stamp = ova + ".stamp-%d" % os.path.getmtime(stream_vmdk)
+    if os.path.exists(stamp):
+        return ova
+    import hashlib
+    os.makedirs(d, exist_ok=True)
+    disk = os.path.join(d, "vm-disk1.vmdk")
+    if os.path.exists(disk):
+        os.remove(disk)
+    os.link(stream_vmdk, disk)
+    with open(os.path.join(d, "vm.ovf"), "w") as f:
+        f.write(OVF_TEMPLATE % {"stored": os.path.getsize(disk), "capacity": capacity})
+    lines = []
+    for name in ("vm.ovf", "vm-disk1.vmdk"):
+        h = hashlib.sha256()
+        with open(os.path.join(d, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        lines.append("SHA256(%s)= %s\n" % (name, h.hexdigest()))
+    with open(os.path.join(d, "vm.mf"), "w") as f:
+        f.writelines(lines)
+    sh("tar", "--format=ustar", "--owner=0", "--group=0", "--numeric-owner", "-cf", ova, "-C", d, "vm.ovf", "vm.mf", "vm-disk1.vmdk")
+    open(stamp, "w").close()
+    return ova
+
+
+def ova_rows(stream_vmdk, out_dir, a):
+    """The OVA from a file and from a pipe against tar -x + qemu-img convert."""
+    import json
+    info = subprocess.run(["qemu-img", "info", "--output=json", stream_vmdk], check=True, capture_output=True, text=True).stdout
+    capacity = json.loads(info)["virtual-size"]
+    ova = build_ova(stream_vmdk, capacity)
+    out = os.path.join(out_dir, "out.vhdx")
+    unpacked = os.path.join(out_dir, "unpacked")
+    os.makedirs(unpacked, exist_ok=True)
+    base = "tar -xf %s -C %s vm-disk1.vmdk && qemu-img convert -f vmdk -O vhdx %s/vm-disk1.vmdk %s; s=$?; rm -f %s/vm-disk1.vmdk; exit $s" % (ova, unpacked, unpacked, out, unpacked)
+    qcmd = ["sh", "-c", base]
+    cases = (
+        ("OVA file", [VDCONV, "convert", "-q", "--force", "--progress", "never", "-O", "vhdx", ova, out]),
+        ("OVA pipe", ["sh", "-c", "cat %s | %s convert -q --force --progress never -O vhdx - %s" % (ova, VDCONV, out)]),
+    )
+    print()
+    print("Single-disk OVA (%.0f MiB, SHA-256 manifest) -> dynamic VHDX; baseline: tar -x into /dev/shm, then qemu-img convert" % (os.path.getsize(ova) / MIB))
+    print()
+    print("| input | vdconv median s | tar -x + qemu-img median s | median ratio | best ratio | vdconv peak RSS MiB | baseline peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    cold = [ova] if a.cold else []
+    for label, vcmd in cases:
+        timed(vcmd, out, cold)  # warm-up, both
+        timed(qcmd, out, cold)
+        v, q = [], []
+        for i in range(a.runs):
+            if i % 2 == 0:
+                v.append(timed(vcmd, out, cold))
+                q.append(timed(qcmd, out, cold))
+            else:
+                q.append(timed(qcmd, out, cold))
+                v.append(timed(vcmd, out, cold))
+        if a.detail:
+            for name, runs in (("vdconv", v), ("tar+qemu-img", q)):
+                print("  %s %s: %s" % (label, name, " ".join("%.3f/%.3f" % (x[0], x[2]) for x in runs)), file=sys.stderr)
+        vm, qm = statistics.median(x[0] for x in v), statistics.median(x[0] for x in q)
+        vb, qb = min(x[0] for x in v), min(x[0] for x in q)
+        print(
+            "| %s | %.3f | %.3f | %.2f | %.2f | %.1f | %.1f |"
+            % (label, vm, qm, vm / qm, vb / qb, max(x[1] for x in v) / 1024, max(x[1] for x in q) / 1024),
+            flush=True,
+        )
 
 
 def inflate_ceiling(stream, vdconv_best, runs):

@@ -10,6 +10,7 @@ mod common;
 mod ova_build;
 
 use std::fs::{self, File, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -994,4 +995,90 @@ fn a_fifo_is_read_as_a_pipe_and_a_blank_disk_becomes_an_empty_image() {
     ]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(one_error_line(&o).contains("one of the input files"));
+}
+
+#[test]
+fn a_bare_stream_vmdk_through_a_pipe_and_what_a_pipe_may_not_carry() {
+    if !tools() {
+        return;
+    }
+    let tmp = common::tempdir();
+    let vm = victim(tmp.path());
+    let vmdk = vm.unpacked("victim-disk1.vmdk").to_path_buf();
+    let vmdk = vmdk.as_path();
+    let out = tmp.path().join("bare.vhdx");
+    let o = vdconv_piped(vmdk, &[&"convert", &"--json", &"-", &out]);
+    ok(&o);
+    assert_eq!(json(&o)["virtual_size"], 2 * MIB);
+    check_against_qemu(&out, "vhdx", vmdk, tmp.path());
+    // A VHD is no stream: save it to a file first.
+    let vhd = tmp.path().join("x.vhd");
+    ok(&vdconv(&[&"convert", &vmdk, &vhd]));
+    let o = vdconv_piped(&vhd, &[&"convert", &"-", &tmp.path().join("y.vhdx")]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_error_line(&o).contains("OVA (a tar archive) or a streamOptimized VMDK"));
+    // Export options on a disk image are refused, not ignored.
+    let o = vdconv(&[
+        &"convert",
+        &"--disk",
+        &"1",
+        &vmdk,
+        &tmp.path().join("z.vhdx"),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(one_error_line(&o).contains("--disk: applies to OVA and OVF exports only"));
+}
+
+#[test]
+fn an_interrupted_pipe_leaves_nothing_behind() {
+    use std::os::unix::process::ExitStatusExt;
+    if !tools() {
+        return;
+    }
+    let tmp = common::tempdir();
+    let vm = stage(
+        tmp.path(),
+        "slow",
+        &[
+            plan("slow-disk1.vmdk", 2, 14, Store::Plain),
+            plan("slow-disk2.vmdk", 2, 15, Store::Plain),
+        ],
+        Some("bios"),
+        None,
+        "SHA256",
+    );
+    let ova = fs::read(vm.ova("ustar")).unwrap();
+    let fifo = tmp.path().join("incoming");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo with a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let dir = tmp.path().join("out");
+    let child = Command::new(env!("CARGO_BIN_EXE_vdconv"))
+        .arg("convert")
+        .arg(&fifo)
+        .arg(&dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Everything but the last disk's second half: the first disk is staged by then.
+    let mut f = OpenOptions::new().write(true).open(&fifo).unwrap();
+    f.write_all(&ova[..ova.len() - (1 << 20)]).unwrap();
+    let started = Instant::now();
+    while !dir.exists() || listing(&dir).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no temporary file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run_ok("kill", &[&"-INT", &child.id().to_string()]);
+    std::thread::sleep(Duration::from_millis(200));
+    drop(f); // The writer goes away too, as curl does on Ctrl-C.
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.signal(), Some(2), "{}", stderr(&o));
+    assert!(
+        !dir.exists(),
+        "the folder made for the run is gone: {:?}",
+        listing(&dir)
+    );
 }
