@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::io::{self, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::{Decompress, FlushDecompress, Status};
@@ -51,9 +51,13 @@ pub struct GrainRecord {
     pub record: u64,
 }
 
+/// How much is read from the source at a time: records are read a sector, then a grain,
+/// at a time, which from a pipe would be a system call each.
+const READ_AHEAD: usize = 256 << 10;
+
 /// A streamOptimized VMDK being read front to back.
 pub struct SequentialVmdk<R> {
-    src: R,
+    src: BufReader<R>,
     path: PathBuf,
     /// Bytes consumed so far.
     pos: u64,
@@ -77,7 +81,7 @@ impl<R: Read> SequentialVmdk<R> {
     /// grain directory and tables, up to the first grain. `path` names the disk in errors.
     pub fn open(src: R, path: &Path) -> Result<Self> {
         let mut s = SequentialVmdk {
-            src,
+            src: BufReader::with_capacity(READ_AHEAD, src),
             path: path.to_path_buf(),
             pos: 0,
             header: placeholder_header(),
@@ -167,9 +171,10 @@ impl<R: Read> SequentialVmdk<R> {
     }
 
     /// The reader, after `next_grain` returned None; what follows the end-of-stream marker
-    /// (tar padding, a chunk's tail) is left unread.
+    /// (tar padding, a chunk's tail) is left unread, but for what was read ahead with it
+    /// and dropped here (the caller only drains what follows).
     pub fn into_inner(self) -> R {
-        self.src
+        self.src.into_inner()
     }
 
     // -----------------------------------------------------------------------------------
