@@ -35,10 +35,14 @@ const MARKER_FOOTER: u32 = 3;
 
 /// Largest embedded descriptor read (2048 sectors), as the random-access reader.
 const MAX_DESCRIPTOR_SECTORS: u64 = 2048;
-/// At most this many grain tables are tracked between being read and being placed (or
-/// the other way round): 2M tables cover 64 TiB at the default grain size, the largest
-/// disk a VHDX holds. 24 bytes each at most.
-pub const MAX_TRACKED_TABLES: usize = 1 << 21;
+/// At most this many directory entries wait for their table (8 bytes each): 2M tables
+/// cover 64 TiB at the default grain size, the largest disk a VHDX holds (qemu's layout
+/// places every table, empty or not, after the directory).
+pub const MAX_PENDING_TABLES: usize = 1 << 21;
+/// At most this many tables wait for the directory that places them (the footer layout,
+/// where only tables holding grains are written): 1M tables cover 32 TiB of grains.
+/// About 40 bytes each.
+pub const MAX_UNPLACED_TABLES: usize = 1 << 20;
 
 /// One compressed grain as it passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,7 +347,7 @@ impl<R: Read> SequentialVmdk<R> {
             let n = ((entries - k) as usize * 4).min(window.len());
             self.read_exact(&mut window[..n], "grain directory")?;
             for e in window[..n].chunks_exact(4) {
-                let t = u64::from(u32::from_le_bytes(e.try_into().unwrap()));
+                let t = u32::from_le_bytes(e.try_into().unwrap());
                 if t != 0 {
                     self.check.directory_entry(k, t, &self.path, sector)?;
                 }
@@ -688,15 +692,15 @@ struct TableCheck {
     tables: u64,
     /// Tables read before a directory placed them: sector -> (Σ term(entry, index in
     /// table), Σ slope(entry)).
-    unplaced: HashMap<u64, (u64, u64)>,
+    unplaced: HashMap<u32, (u64, u64)>,
     /// Directory entries whose table had not been read when the directory was: (table
     /// sector, table number). Tables are read in file order, so once sorted these are
     /// taken from the front (`cursor`).
-    pending: Vec<(u64, u64)>,
+    pending: Vec<(u32, u32)>,
     cursor: usize,
     sorted: bool,
     /// The first pending entry whose table was passed without being read.
-    missed: Option<(u64, u64)>,
+    missed: Option<(u32, u32)>,
     /// The directory has not been read yet.
     directory_pending: bool,
 }
@@ -781,7 +785,7 @@ impl TableCheck {
         let sum = self.summarise(entries, zeroed_gte);
         self.sort_pending();
         while let Some(&(t, k)) = self.pending.get(self.cursor) {
-            if t >= sector {
+            if u64::from(t) >= sector {
                 break;
             }
             self.missed.get_or_insert((t, k));
@@ -789,19 +793,20 @@ impl TableCheck {
         }
         let mut placed = false;
         while let Some(&(t, k)) = self.pending.get(self.cursor) {
-            if t != sector {
+            if u64::from(t) != sector {
                 break;
             }
-            self.place(sum, k);
+            self.place(sum, u64::from(k));
             self.cursor += 1;
             placed = true;
         }
-        if !placed {
-            if self.unplaced.len() >= MAX_TRACKED_TABLES {
+        // A directory entry is 32 bits: a table further on can never be placed.
+        if let (false, Ok(sector)) = (placed, u32::try_from(sector)) {
+            if self.unplaced.len() >= MAX_UNPLACED_TABLES {
                 return Err(Error::unsupported(
                     path,
                     format!(
-                        "more than {MAX_TRACKED_TABLES} grain tables before their directory; too many to check in one pass"
+                        "more than {MAX_UNPLACED_TABLES} grain tables before their directory; too many to check in one pass"
                     ),
                 ));
             }
@@ -811,24 +816,25 @@ impl TableCheck {
     }
 
     /// Directory entry `k` places the table at `sector`.
-    fn directory_entry(&mut self, k: u64, sector: u64, path: &Path, gd: u64) -> Result<()> {
+    fn directory_entry(&mut self, k: u64, sector: u32, path: &Path, gd: u64) -> Result<()> {
         if let Some(&sum) = self.unplaced.get(&sector) {
             // Kept, not removed: a second entry naming it must count it again.
             self.place(sum, k);
             return Ok(());
         }
-        if self.pending.len() >= MAX_TRACKED_TABLES {
+        if self.pending.len() >= MAX_PENDING_TABLES {
             return Err(Error::unsupported(
                 path,
                 format!(
-                    "grain directory at sector {gd} places more than {MAX_TRACKED_TABLES} tables; too many to check in one pass"
+                    "grain directory at sector {gd} places more than {MAX_PENDING_TABLES} tables; too many to check in one pass"
                 ),
             ));
         }
         if self.pending.last().is_some_and(|(t, _)| *t > sector) {
             self.sorted = false;
         }
-        self.pending.push((sector, k));
+        // Entries number at most MAX_GD_ENTRIES (2^24): k fits.
+        self.pending.push((sector, k as u32));
         Ok(())
     }
 
@@ -836,8 +842,8 @@ impl TableCheck {
     fn next_pending(&mut self, from: u64) -> Option<u64> {
         self.sort_pending();
         let rest = &self.pending[self.cursor..];
-        let i = rest.partition_point(|(t, _)| *t < from);
-        rest.get(i).map(|(t, _)| *t)
+        let i = rest.partition_point(|(t, _)| u64::from(*t) < from);
+        rest.get(i).map(|(t, _)| u64::from(*t))
     }
 
     fn directory_pending(&self) -> bool {
