@@ -30,7 +30,7 @@ use super::disk::{
     with_manifest,
 };
 use super::layout::{self, DiskName, MadeFolder};
-use super::report::{ExportDiskReport, ExportReport, ManifestSummary, VmSummary};
+use super::report::{ExportDiskReport, ExportReport, ManifestSummary, NO_MANIFEST, VmSummary};
 use super::{ExportRequest, Observer, commit_all};
 
 /// Digests of stored files, by name relative to the descriptor.
@@ -71,20 +71,14 @@ pub fn convert(
     }
     let mut manifest = match &pkg.manifest {
         Some(pm) => {
-            let mut algorithms: Vec<Algorithm> =
-                pm.manifest.entries.iter().map(|e| e.algorithm).collect();
-            algorithms.sort();
-            algorithms.dedup();
-            for w in &pm.manifest.warnings {
-                warn(obs, format!("manifest {}: {w}", pm.name));
+            let (summary, parsed) = ManifestSummary::of(pm);
+            for w in parsed {
+                warn(obs, w);
             }
-            Some(ManifestSummary::new(&pm.name, algorithms))
+            Some(summary)
         }
         None => {
-            warn(
-                obs,
-                "the package has no manifest (.mf): its files cannot be verified".into(),
-            );
+            warn(obs, NO_MANIFEST.into());
             None
         }
     };
@@ -118,7 +112,7 @@ pub fn convert(
             pd,
             &names[*i],
             plan,
-            n == 0,
+            *i == 0,
             &algorithms,
             &options,
             cancel,
@@ -146,10 +140,7 @@ pub fn convert(
                         .map(|(_, d)| d.clone()))
                 })
                 .map_err(|e| with_manifest(e, &pm.name))?;
-            let listed: Vec<String> = pm.manifest.entries.iter().map(|e| e.name.clone()).collect();
-            let mut listed_unique = listed.clone();
-            listed_unique.dedup();
-            summary.checked(report, &listed_unique);
+            summary.checked(report, &ManifestSummary::listed(pm));
             for w in summary.warnings() {
                 warn(obs, w);
             }

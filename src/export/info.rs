@@ -147,7 +147,7 @@ pub fn describe(path: &std::path::Path, kind: ExportKind, cancel: &Cancel) -> Re
         }
     });
     if manifest.is_none() {
-        warnings.push("the package has no manifest (.mf): its files cannot be verified".into());
+        warnings.push(super::report::NO_MANIFEST.into());
     }
     Ok(ExportInfo {
         schema_version: SCHEMA_VERSION,

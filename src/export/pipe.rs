@@ -14,7 +14,7 @@ use crate::cancel::Cancel;
 use crate::convert::{ConvertReport, Progress, Staged};
 use crate::error::{Error, ExitClass, Result};
 use crate::ova::gzip::{BoundedGunzip, inflate_limit};
-use crate::ova::{Algorithm, Compression, OvaError, OvaStream, Place, StreamEntry};
+use crate::ova::{Compression, OvaError, OvaStream, Place, StreamEntry};
 use crate::plan::{ConvertPlan, ConvertRequest};
 use crate::report::SCHEMA_VERSION;
 use crate::stream_convert::convert_stream;
@@ -25,7 +25,7 @@ use super::detect::ExportKind;
 use super::disk::{BlankDisk, Typed, error_of, member_path, with_manifest};
 use super::file::{fit_of_staged, one_pass};
 use super::layout::{self, DiskName, MadeFolder};
-use super::report::{ExportDiskReport, ExportReport, ManifestSummary, VmSummary};
+use super::report::{ExportDiskReport, ExportReport, ManifestSummary, NO_MANIFEST, VmSummary};
 use super::{ExportRequest, Observer, commit_all};
 
 /// Converts the OVA `reader` carries (`src` names it) into `dst`.
@@ -147,7 +147,7 @@ pub fn convert(
         };
         if let Some(t) = plan.target {
             let mut extra = Vec::new();
-            if slot == 0
+            if *i == 0
                 && let Some(w) = advice::controller_advice(t, env.attachment(def).as_ref())
             {
                 extra.push(w);
@@ -205,42 +205,26 @@ pub fn convert(
     }
     let manifest = match &pkg.manifest {
         Some(pm) => {
-            let mut algorithms: Vec<Algorithm> =
-                pm.manifest.entries.iter().map(|e| e.algorithm).collect();
-            algorithms.sort();
-            algorithms.dedup();
-            let mut summary = ManifestSummary::new(&pm.name, algorithms);
-            for w in &pm.manifest.warnings {
-                let w = format!("manifest {}: {w}", pm.name);
-                obs.warning(&w);
-                warnings.push(w);
-            }
+            let (mut summary, mut notes) = ManifestSummary::of(pm);
             match outcome.report {
                 Some(report) => {
-                    let mut listed: Vec<String> =
-                        pm.manifest.entries.iter().map(|e| e.name.clone()).collect();
-                    listed.dedup();
-                    summary.checked(report, &listed);
-                    for w in summary.warnings() {
-                        obs.warning(&w);
-                        warnings.push(w);
-                    }
+                    summary.checked(report, &ManifestSummary::listed(pm));
+                    notes.extend(summary.warnings());
                 }
-                None => {
-                    let w = format!(
-                        "--no-verify-manifest: the digests in {} were not checked",
-                        pm.name
-                    );
-                    obs.warning(&w);
-                    warnings.push(w);
-                }
+                None => notes.push(format!(
+                    "--no-verify-manifest: the digests in {} were not checked",
+                    pm.name
+                )),
+            }
+            for w in notes {
+                obs.warning(&w);
+                warnings.push(w);
             }
             Some(summary)
         }
         None => {
-            let w = "the package has no manifest (.mf): its files cannot be verified".to_string();
-            obs.warning(&w);
-            warnings.push(w);
+            obs.warning(NO_MANIFEST);
+            warnings.push(NO_MANIFEST.into());
             None
         }
     };

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::convert::ConvertReport;
 use crate::ova::ovf::Attachment;
+use crate::ova::package::PackageManifest;
 use crate::ova::{Algorithm, Envelope, Firmware, ManifestReport};
 use crate::target::Target;
 
@@ -50,6 +51,9 @@ impl VmSummary {
     }
 }
 
+/// No manifest: one warning says so.
+pub const NO_MANIFEST: &str = "the package has no manifest (.mf): its files cannot be verified";
+
 /// What the manifest check found.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ManifestSummary {
@@ -70,12 +74,35 @@ pub struct ManifestSummary {
 }
 
 impl ManifestSummary {
-    pub fn new(name: &str, algorithms: Vec<Algorithm>) -> Self {
-        ManifestSummary {
-            name: name.to_string(),
+    /// The package's manifest before any check, and the warnings its parsing left.
+    pub fn of(pm: &PackageManifest) -> (Self, Vec<String>) {
+        let mut algorithms: Vec<Algorithm> =
+            pm.manifest.entries.iter().map(|e| e.algorithm).collect();
+        algorithms.sort();
+        algorithms.dedup();
+        let warnings = pm
+            .manifest
+            .warnings
+            .iter()
+            .map(|w| format!("manifest {}: {w}", pm.name))
+            .collect();
+        let summary = ManifestSummary {
+            name: pm.name.clone(),
             algorithms,
             ..Default::default()
+        };
+        (summary, warnings)
+    }
+
+    /// Names the manifest lists, once each.
+    pub fn listed(pm: &PackageManifest) -> Vec<String> {
+        let mut listed: Vec<String> = Vec::new();
+        for e in &pm.manifest.entries {
+            if !listed.contains(&e.name) {
+                listed.push(e.name.clone());
+            }
         }
+        listed
     }
 
     /// Records a check's verdict; `listed` are the names the manifest lists.
