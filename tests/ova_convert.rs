@@ -284,8 +284,17 @@ fn one_disk_bios_sha256_from_a_file_and_a_pipe() {
         None,
         "SHA256",
     );
+    // A certificate: reported, not verified.
+    let mut vm = vm;
+    fs::write(
+        vm.dir.join("web01.cert"),
+        "SHA256(web01.mf)= 00\n-----BEGIN CERTIFICATE-----\n",
+    )
+    .unwrap();
+    vm.order.insert(2, "web01.cert".into());
     let ova = vm.ova("ustar");
-    let unpacked = vm.unpacked("web01-disk1.vmdk");
+    let unpacked = vm.unpacked("web01-disk1.vmdk").to_path_buf();
+    let unpacked = unpacked.as_path();
     let out = tmp.path().join("web01.vhdx");
     let o = vdconv(&[&"convert", &"--json", &ova, &out]);
     ok(&o);
@@ -305,6 +314,12 @@ fn one_disk_bios_sha256_from_a_file_and_a_pipe() {
         serde_json::json!(["web01.ovf", "web01-disk1.vmdk"])
     );
     assert!(stderr(&o).contains("vdconv: note: the VM boots with BIOS"));
+    assert_eq!(r["certificate"], "web01.cert");
+    assert!(
+        stderr(&o).contains("certificate web01.cert is present; its signature is not verified"),
+        "{}",
+        stderr(&o)
+    );
 
     // The same OVA through a pipe: the same contents.
     let piped = tmp.path().join("piped.vhdx");
@@ -406,6 +421,8 @@ fn three_disks_efi_sha1_into_a_folder_from_a_file_and_a_pipe() {
     );
 }
 
+const LONG: &str = "a-virtual-machine-with-a-rather-long-name-exported-by-a-tool-that-keeps-it-whole-in-every-file-disk3.vmdk";
+
 #[test]
 fn gzip_and_chunked_disks_from_a_file_a_folder_and_a_pipe() {
     if !tools() {
@@ -415,7 +432,8 @@ fn gzip_and_chunked_disks_from_a_file_a_folder_and_a_pipe() {
     let mut plans = vec![
         plan("mix-disk1.vmdk", 4, 5, Store::Gzip),
         plan("mix-disk2.vmdk", 3, 6, Store::Chunked(256 << 10)),
-        plan("mix-disk3.vmdk", 2, 7, Store::Plain),
+        // Past ustar's 100-byte name field: pax writes it in an extended header.
+        plan(LONG, 2, 7, Store::Plain),
     ];
     plans[1].unit = 1;
     plans[2].unit = 2;
@@ -545,6 +563,9 @@ fn peak_rss(input: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> (u64, Output)
         .stderr(Stdio::piped())
         .output()
         .expect("run /usr/bin/time");
+    // vdconv is done; so is what it did not read (the read end is still open here).
+    drop(cmd);
+    let _ = cat.kill();
     let _ = cat.wait();
     let err = stderr(&out);
     let kib: u64 = err
@@ -695,13 +716,26 @@ fn a_flipped_byte_in_a_disk_fails_on_the_manifest_and_leaves_nothing() {
         let bad = tmp.path().join(format!("bad-{into}.ova"));
         fs::copy(&ova, &bad).unwrap();
         flip(&bad, "victim-disk1.vmdk", into);
+        // The error gives both digests: the manifest's, and what was found.
+        let listed = fs::read_to_string(vm.dir.join("victim.mf")).unwrap();
+        let expected = listed
+            .lines()
+            .find(|l| l.contains("victim-disk1.vmdk"))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap()
+            .to_string();
         for piped in [false, true] {
             expect_refusal(
                 &bad,
                 piped,
                 3,
                 "manifest-mismatch",
-                &["manifest victim.mf", "victim-disk1.vmdk", "SHA256"],
+                &[
+                    "manifest victim.mf",
+                    "victim-disk1.vmdk",
+                    "SHA256 digest is ",
+                    &format!("the manifest says {expected}"),
+                ],
                 tmp.path(),
             );
         }
@@ -848,6 +882,13 @@ fn hostile_members_and_descriptors_are_refused_cleanly() {
             tmp.path(),
         );
     }
+    let (rss, o) = peak_rss(&ova, &[&"convert", &"-", &tmp.path().join("x.vhdx")]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        rss < 32 * MIB,
+        "refusing a 40 MB descriptor took {} MiB",
+        rss >> 20
+    );
 
     // A capacity that disagrees with the disk.
     let ova = rebuild(&original.replace("ovf:capacity=\"2\"", "ovf:capacity=\"3\""));
