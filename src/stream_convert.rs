@@ -37,6 +37,10 @@ const BATCH: usize = 1 << 20;
 /// Batches queued between stages, per worker.
 const QUEUED: usize = 1;
 
+/// Inflated batches' buffers, handed back by the writer for the workers to fill again:
+/// no fresh (zeroed) allocation per batch. Holds at most the batches in flight.
+type Pool = std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>;
+
 /// Grains read together, for one worker to inflate.
 struct Batch {
     grains: Vec<(GrainRecord, std::ops::Range<usize>)>,
@@ -102,16 +106,19 @@ pub fn convert_stream<R: Read>(
         let mut to_workers: Vec<SyncSender<Batch>> = Vec::new();
         let mut from_workers: Vec<Receiver<Result<Inflated>>> = Vec::new();
         let mut handles = Vec::new();
+        let pool = Pool::default();
         for _ in 0..workers {
             let (btx, brx) = sync_channel::<Batch>(QUEUED);
             let (itx, irx) = sync_channel::<Result<Inflated>>(QUEUED);
             to_workers.push(btx);
             from_workers.push(irx);
             let path = path.clone();
-            handles.push(scope.spawn(move || inflate_worker(brx, itx, grain, &path)));
+            let pool = pool.clone();
+            handles.push(scope.spawn(move || inflate_worker(brx, itx, grain, &path, &pool)));
         }
         let hashes = hashing.then(|| Hashes::new(&path, source_size, size));
-        let writing = scope.spawn(move || write_in_order(writer, from_workers, grain, hashes));
+        let writing =
+            scope.spawn(move || write_in_order(writer, from_workers, grain, hashes, &pool));
         // Read records on this thread, handing batches to the workers in turn.
         let produced = (|| -> Result<()> {
             let mut turn = 0usize;
@@ -225,10 +232,18 @@ fn inflate_worker(
     out: SyncSender<Result<Inflated>>,
     grain: usize,
     path: &std::path::Path,
+    pool: &Pool,
 ) -> Result<()> {
     let mut decoder = Decompress::new(true);
     for batch in batches {
-        let mut data = vec![0u8; batch.grains.len() * grain];
+        // Every grain's room is overwritten (inflated bytes, then zeros to its end), so a
+        // reused buffer needs no clearing.
+        let mut data = pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        data.resize(batch.grains.len() * grain, 0);
         let mut grains = Vec::with_capacity(batch.grains.len());
         let mut failed = None;
         for ((record, range), room) in batch.grains.iter().zip(data.chunks_mut(grain)) {
@@ -322,6 +337,7 @@ fn write_in_order(
     from_workers: Vec<Receiver<Result<Inflated>>>,
     grain: usize,
     mut hashes: Option<Hashes>,
+    pool: &Pool,
 ) -> Result<Written> {
     let mut written = 0u64;
     'batches: for turn in 0usize.. {
@@ -338,6 +354,9 @@ fn write_in_order(
                 written += writer.write(record.offset, data)?;
             }
         }
+        pool.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(batch.data);
     }
     Ok((written, writer, hashes.map(Hashes::finish)))
 }
