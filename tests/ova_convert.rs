@@ -321,6 +321,17 @@ fn one_disk_bios_sha256_from_a_file_and_a_pipe() {
         stderr(&o)
     );
 
+    // Read back and checked: the disk is then read in place (random access), its
+    // member hashed by a second thread.
+    let verified = tmp.path().join("verified.vhdx");
+    let o = vdconv(&[&"convert", &"--verify", &"--json", &ova, &verified]);
+    ok(&o);
+    assert_eq!(json(&o)["disks"][0]["verified"], true);
+    assert_eq!(
+        check_against_qemu(&verified, "vhdx", unpacked, tmp.path()),
+        from_file
+    );
+
     // The same OVA through a pipe: the same contents.
     let piped = tmp.path().join("piped.vhdx");
     let o = vdconv_piped(&ova, &[&"convert", &"--json", &"-", &piped]);
@@ -739,6 +750,12 @@ fn a_flipped_byte_in_a_disk_fails_on_the_manifest_and_leaves_nothing() {
                 tmp.path(),
             );
         }
+        // Read in place (--verify): the hashing thread finds it.
+        let out = tmp.path().join("verified.vhdx");
+        let o = vdconv(&[&"convert", &"--verify", &bad, &out]);
+        assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+        assert!(one_error_line(&o).contains("manifest victim.mf"));
+        assert!(!out.exists());
         // Not checked when asked not to: only a damaged grain then fails.
         let out = tmp.path().join("unchecked.vhdx");
         let _ = fs::remove_file(&out);

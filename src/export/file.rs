@@ -1,10 +1,12 @@
 //! Converting an export opened from a file (an `.ova`, read in place) or a folder (an
-//! `.ovf` and the files beside it). Disks stored as is are read in place through the
-//! random-access readers, while a second thread reads the same bytes front to back for
-//! the manifest's digests (the page cache serves both: the archive is read from the
-//! device once, and no separate verify pass follows). Disks stored gzip-compressed or in
-//! chunks can only be read front to back: they go through the one-pass path, hashed as
-//! they are read. Blank disks become empty images of their capacity.
+//! `.ovf` and the files beside it); nothing is unpacked or copied. streamOptimized disks
+//! (what VMware exports hold), and disks stored gzip-compressed or in chunks, are read
+//! front to back in one pass with positioned reads of the archive, hashed for the
+//! manifest as they are read: the archive is read once and no verify pass follows. Other
+//! disks (monolithicSparse, VHD, VHDX), and streamOptimized ones under --verify or
+//! reproducible ids, are read in place through the random-access readers while a second
+//! thread reads the same bytes front to back for the digests (the page cache serves
+//! both). Blank disks become empty images of their capacity.
 
 use std::io::{self, Read};
 use std::path::Path;
@@ -219,7 +221,7 @@ fn convert_disk(
         let mut blank = BlankDisk::new(member_path(&pkg.source, &pd.disk_id), pd.capacity);
         let stage = convert::convert_staged(&mut blank, plan, cancel, &mut progress)?;
         (stage, Vec::new(), Vec::new())
-    } else if let Some(mut disk) = open_in_place(pkg, pd, options)? {
+    } else if let Some(mut disk) = in_place(pkg, pd, plan, options)? {
         if let Some(detail) =
             capacity_mismatch(&pd.disk_id, name.shown(), pd.capacity, disk.virtual_size())
         {
@@ -255,6 +257,41 @@ fn convert_disk(
     }
     stage.report.warnings.extend(extra);
     Ok((stage, hashed))
+}
+
+/// The disk opened for random access, when that is the way to read it: not for
+/// streamOptimized disks (nor those stored gzip-compressed or in chunks), which are read
+/// once front to back, hashed on the way (one read of the archive instead of two, and
+/// inflating workers that stay busy); but for them too when --verify or reproducible ids
+/// need the contents hashed in disk order, which random access gives whatever order the
+/// grains are stored in.
+fn in_place(
+    pkg: &Package,
+    pd: &PackageDisk,
+    plan: &ConvertPlan,
+    options: &OpenOptions,
+) -> Result<Option<Box<dyn Disk>>> {
+    let ordered = plan.verify || plan.reproducible_time.is_some();
+    if !ordered && super::disk::readable_in_place(pd) && is_stream_optimized(pkg, &pd.pieces[0]) {
+        return Ok(None);
+    }
+    open_in_place(pkg, pd, options)
+}
+
+/// Whether a stored file starts with the header of a streamOptimized VMDK (compressed
+/// grains with markers).
+fn is_stream_optimized(pkg: &Package, piece: &Piece) -> bool {
+    use crate::vmdk::header::{FLAG_COMPRESSED, FLAG_MARKERS, MAGIC};
+    use std::os::unix::fs::FileExt;
+    let Some(view) = pkg.piece_view(piece) else {
+        return false;
+    };
+    let mut head = [0u8; 12];
+    if view.size < 512 || view.file.read_exact_at(&mut head, view.offset).is_err() {
+        return false;
+    }
+    let flags = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+    &head[..4] == MAGIC && flags & FLAG_COMPRESSED != 0 && flags & FLAG_MARKERS != 0
 }
 
 /// Converts a disk read in place while another thread hashes its stored bytes front to
