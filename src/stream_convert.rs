@@ -345,14 +345,32 @@ fn write_in_order(
             break 'batches; // Every batch written: the producer hung up.
         };
         let batch = batch?;
-        for ((record, zero), room) in batch.grains.iter().zip(batch.data.chunks(grain)) {
-            let data = &room[..record.len];
+        // Grains that follow one another on the disk and in the buffer are written in one
+        // go: a batch is usually one run of 1 MiB.
+        let mut run: Option<(u64, std::ops::Range<usize>)> = None;
+        for (i, (record, zero)) in batch.grains.iter().enumerate() {
+            let at = i * grain;
+            let data = &batch.data[at..at + record.len];
             if let Some(h) = hashes.as_mut() {
                 h.grain(record.offset, data)?;
             }
-            if !zero {
-                written += writer.write(record.offset, data)?;
+            let continues = run.as_ref().is_some_and(|(offset, bytes)| {
+                bytes.end == at && offset + bytes.len() as u64 == record.offset
+            });
+            if *zero || !continues {
+                if let Some((offset, bytes)) = run.take() {
+                    written += writer.write(offset, &batch.data[bytes])?;
+                }
             }
+            if !zero {
+                match run.as_mut() {
+                    Some((_, bytes)) if continues => bytes.end = at + record.len,
+                    _ => run = Some((record.offset, at..at + record.len)),
+                }
+            }
+        }
+        if let Some((offset, bytes)) = run {
+            written += writer.write(offset, &batch.data[bytes])?;
         }
         pool.lock()
             .unwrap_or_else(|e| e.into_inner())
