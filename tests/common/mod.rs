@@ -370,3 +370,48 @@ pub fn expect_failure(src: &Path, out_dir: &Path, code: i32, needles: &[&str]) -
     assert_eq!(listing(out_dir), before, "no temporary file left behind");
     err
 }
+
+/// What a measured run of vdconv gives: its output, its peak resident memory and how
+/// long it took.
+pub struct Measured {
+    pub output: Output,
+    pub max_rss_kib: u64,
+    pub elapsed: std::time::Duration,
+}
+
+/// Runs vdconv and measures the child alone (wait4's rusage, not this process's other
+/// children).
+pub fn vdconv_measured(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Measured {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempdir();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vdconv"));
+    for a in args {
+        cmd.arg(a);
+    }
+    let started = std::time::Instant::now();
+    // Reaped below with wait4 (for its own rusage), not through `Child::wait`.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .expect("run vdconv");
+    let mut status = 0;
+    // SAFETY: rusage is plain data filled by wait4; the pid is our child's.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0, "wait4");
+    let elapsed = started.elapsed();
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: fs::read(&out_path).unwrap(),
+        stderr: fs::read(&err_path).unwrap(),
+    };
+    check_documents(args, &output);
+    Measured {
+        output,
+        max_rss_kib: usage.ru_maxrss as u64,
+        elapsed,
+    }
+}
