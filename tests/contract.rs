@@ -430,3 +430,41 @@ fn options_that_do_not_apply_are_refused() {
         assert!(!out.exists());
     }
 }
+
+#[test]
+fn docs_list_every_rule_and_error_kind() {
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/json.md")).unwrap();
+    for rule in vdconv::rules::ALL {
+        let row = format!(
+            "| `{}` | {} | {} |",
+            rule.id,
+            rule.severity.name(),
+            rule.summary
+        );
+        assert!(doc.contains(&row), "docs/json.md lacks the row: {row}");
+    }
+    let documented = doc
+        .lines()
+        .filter(|l| {
+            l.starts_with("| `")
+                && ["must", "should", "habit"]
+                    .iter()
+                    .any(|s| l.contains(&format!("` | {s} |")))
+        })
+        .count();
+    assert_eq!(
+        documented,
+        vdconv::rules::ALL.len(),
+        "rows for rules that no longer exist"
+    );
+    for kind in vdconv::ErrorKind::ALL {
+        assert!(
+            doc.contains(&format!("| `{}` |", kind.name())),
+            "docs/json.md lacks kind {}",
+            kind.name()
+        );
+        let json = serde_json::to_value(kind).unwrap();
+        assert_eq!(json, kind.name(), "serde name and name() agree");
+    }
+}
