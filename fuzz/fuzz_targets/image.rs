@@ -3,10 +3,12 @@
 
 use std::path::PathBuf;
 
+use vdconv::{Cancel, OpenOptions};
+
 /// Virtual bytes read per input at most: enough to cross many grains and blocks.
 const READ_LIMIT: u64 = 8 << 20;
 
-fn scratch() -> PathBuf {
+pub fn scratch() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("vdconv-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join("image")
@@ -15,8 +17,8 @@ fn scratch() -> PathBuf {
 pub fn run(data: &[u8]) {
     let path = scratch();
     std::fs::write(&path, data).unwrap();
-    let options = vdconv::OpenOptions::default();
-    if let Ok(mut disk) = vdconv::open(&path, options) {
+    let options = OpenOptions::default();
+    if let Ok(mut disk) = vdconv::open(&path, &options) {
         let size = disk.virtual_size();
         let mut runs = Vec::new();
         let _ = disk.map(0, size.min(1 << 40), &mut runs);
@@ -29,8 +31,8 @@ pub fn run(data: &[u8]) {
             }
             offset += n as u64;
         }
-        let _ = vdconv::describe(disk.as_mut());
+        let _ = vdconv::info::describe(disk.as_mut(), &Cancel::new());
     }
-    let _ = vdconv::check::check(&path, options);
-    let _ = vdconv::check::check_azure(&path);
+    let _ = vdconv::check::check(&path, &options);
+    let _ = vdconv::check::check_azure(&path, &Cancel::new());
 }
