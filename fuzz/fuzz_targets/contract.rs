@@ -11,8 +11,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         return;
     }
     let (ranges, bytes) = data.split_at(32);
-    let path = image::scratch();
-    std::fs::write(&path, bytes).unwrap();
+    let path = image::scratch(bytes);
     let Ok(mut disk) = vdconv::open(&path, &vdconv::OpenOptions::default()) else {
         return;
     };
