@@ -1,10 +1,19 @@
 //! What the disk holds: partitions, LVM2 logical volumes, and what each volume contains.
-//! (Interface only; the scanner is built in `scan`.)
+//!
+//! [`scan`] reads the partition table (`table`), detects each volume's content from its
+//! signatures (`detect`), assembles LVM2 volume groups (`lvm`) and opens the file systems
+//! vdconv reads (`crate::guest::fs::open_fs`).
+
+pub mod detect;
+pub mod lvm;
+pub mod table;
 
 use std::sync::Arc;
 
-use super::fs::GuestFs;
-use super::source::ByteSource;
+use super::error::GuestResult;
+use super::fs::{GuestFs, open_fs};
+use super::source::{ByteSource, Slice};
+pub use table::{Firmware, PartitionEntry, Scheme, TableReport};
 
 /// What a volume was found to hold, from its signatures.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +56,190 @@ pub struct Volume {
     /// The mounted file system, when `content` is one vdconv reads and it opened.
     pub fs: Option<Box<dyn GuestFs>>,
     /// Why the volume cannot be inspected, when it cannot (encrypted, RAID member, an LV
-    /// made of non-linear segments, a file system that failed to open).
+    /// made of non-linear segments, a file system that failed to open). An LV that cannot
+    /// be mapped has an empty `source`.
     pub problem: Option<String>,
+}
+
+impl std::fmt::Debug for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Volume")
+            .field("name", &self.name)
+            .field("len", &self.source.len())
+            .field("disk_offset", &self.disk_offset)
+            .field("partition_type", &self.partition_type)
+            .field("part_uuid", &self.part_uuid)
+            .field("part_label", &self.part_label)
+            .field("lvm", &self.lvm)
+            .field("content", &self.content)
+            .field("fs", &self.fs.as_ref().map(|fs| fs.kind()))
+            .field("problem", &self.problem)
+            .finish()
+    }
+}
+
+/// The disk as the scanner found it: the partition table and every volume.
+#[derive(Debug)]
+pub struct DiskLayout {
+    pub table: TableReport,
+    /// Partitions in table order (logical partitions after the primaries), then the
+    /// logical volumes of each volume group.
+    pub volumes: Vec<Volume>,
+    /// Problems that belong to no single volume (LVM metadata that does not parse, a VG
+    /// without a valid extent size).
+    pub problems: Vec<String>,
+}
+
+/// Every volume of the disk, with its content detected and its file system opened.
+pub fn scan(disk: Arc<dyn ByteSource>) -> GuestResult<Vec<Volume>> {
+    scan_disk(disk).map(|layout| layout.volumes)
+}
+
+/// [`scan`], with the partition table's report (scheme, disk signature, ESP and BIOS boot
+/// presence for the firmware rule) and the problems that belong to no one volume.
+pub fn scan_disk(disk: Arc<dyn ByteSource>) -> GuestResult<DiskLayout> {
+    let (table, partitions) = table::read_table(&*disk)?;
+    let mut volumes = Vec::new();
+    if table.scheme == Scheme::None {
+        volumes.push(new_volume("whole disk".into(), disk.clone(), 0));
+    }
+    for p in &partitions {
+        let name = format!("partition {}", p.number);
+        // A partition that leaves the disk is reported by the table; read what is inside.
+        let size = p.size.min(disk.len().saturating_sub(p.start));
+        let Some(slice) = Slice::new(disk.clone(), p.start, size) else {
+            continue;
+        };
+        let mut v = new_volume(name, Arc::new(slice), p.start);
+        v.partition_type = Some(p.type_id.clone());
+        v.part_uuid = p.part_uuid.clone();
+        v.part_label = p.label.clone();
+        volumes.push(v);
+    }
+    for v in &mut volumes {
+        classify(v);
+    }
+    let mut problems = Vec::new();
+    let lvs = scan_lvm(&mut volumes, &mut problems);
+    volumes.extend(lvs);
+    Ok(DiskLayout {
+        table,
+        volumes,
+        problems,
+    })
+}
+
+fn new_volume(name: String, source: Arc<dyn ByteSource>, disk_offset: u64) -> Volume {
+    Volume {
+        name,
+        source,
+        disk_offset,
+        partition_type: None,
+        part_uuid: None,
+        part_label: None,
+        lvm: None,
+        content: Content::Unknown,
+        fs: None,
+        problem: None,
+    }
+}
+
+/// Why a volume of this content is not inspected, when it is not.
+fn content_problem(content: &Content) -> Option<&'static str> {
+    match content {
+        Content::Luks => Some("LUKS-encrypted, cannot inspect"),
+        Content::BitLocker => Some(
+            "BitLocker-encrypted, cannot inspect; recovery key may be demanded after move \
+             (vTPM key not portable)",
+        ),
+        Content::MdRaid => Some("RAID member, not inspected"),
+        Content::WindowsDynamic => Some("Windows dynamic disk (LDM), not inspected"),
+        _ => None,
+    }
+}
+
+/// Detects what the volume holds and opens its file system; failures become the
+/// volume's `problem`, never an error of the whole scan.
+fn classify(v: &mut Volume) {
+    let by_type = v
+        .partition_type
+        .as_deref()
+        .and_then(detect::content_by_type);
+    let content = match by_type {
+        Some(c) => Ok(c),
+        None => detect::detect(&*v.source),
+    };
+    v.content = match content {
+        Ok(c) => c,
+        Err(e) => {
+            v.problem = Some(format!("cannot inspect: {e}"));
+            return;
+        }
+    };
+    if let Some(p) = content_problem(&v.content) {
+        v.problem = Some(p.into());
+        return;
+    }
+    match open_fs(&v.content, v.source.clone()) {
+        Ok(fs) => v.fs = fs,
+        Err(e) => v.problem = Some(format!("cannot inspect: {e}")),
+    }
+}
+
+/// Reads the label of every PV volume, assembles the VGs and returns their LVs as volumes
+/// (classified). PVs whose label or metadata cannot be read get a `problem`.
+fn scan_lvm(volumes: &mut [Volume], problems: &mut Vec<String>) -> Vec<Volume> {
+    let mut pvs = Vec::new();
+    let mut texts = Vec::new();
+    for v in volumes.iter_mut().filter(|v| v.content == Content::LvmPv) {
+        match lvm::label::read_pv_label(&*v.source) {
+            Ok(label) => {
+                if !label.problems.is_empty() {
+                    v.problem = Some(format!("cannot inspect: {}", label.problems.join("; ")));
+                }
+                pvs.push(lvm::FoundPv {
+                    uuid: label.uuid,
+                    source: v.source.clone(),
+                    disk_offset: v.disk_offset,
+                });
+                texts.extend(label.texts);
+            }
+            Err(e) => v.problem = Some(format!("cannot inspect: {e}")),
+        }
+    }
+    if pvs.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for lv in lvm::logical_volumes(&pvs, &texts, problems) {
+        let name = format!("LV {}/{}", lv.vg, lv.name);
+        let mut v = match lv.source {
+            Ok(source) => {
+                let mut v = new_volume(name, source, lv.disk_offset);
+                classify(&mut v);
+                v
+            }
+            Err(why) => {
+                let mut v = new_volume(name, Arc::new(Vec::new()), lv.disk_offset);
+                v.problem = Some(format!("cannot inspect: {why}"));
+                v
+            }
+        };
+        v.lvm = Some((lv.vg, lv.name));
+        out.push(v);
+    }
+    out
+}
+
+/// For fuzzing: scans `bytes` as a disk and reads a little of every file system found.
+/// Never panics, whatever the bytes.
+pub fn fuzz_volumes(bytes: &[u8]) {
+    let disk: Arc<dyn ByteSource> = Arc::new(bytes.to_vec());
+    if let Ok(layout) = scan_disk(disk) {
+        for v in &layout.volumes {
+            if let Some(fs) = &v.fs {
+                crate::guest::fs::exercise(fs.as_ref());
+            }
+        }
+    }
 }
