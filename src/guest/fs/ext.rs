@@ -82,14 +82,14 @@ impl Tree for Local {
         Ok(b"/".to_vec())
     }
 
-    fn lookup(&self, dir: &Vec<u8>, name: &[u8]) -> GuestResult<Option<Vec<u8>>> {
+    fn lookup(&self, dir: &Vec<u8>, name: &[u8]) -> GuestResult<Option<(Vec<u8>, FileKind)>> {
         // A name ext4 cannot store cannot be there.
         if name.len() > 255 || name.contains(&0) {
             return Ok(None);
         }
         let child = join(dir, name);
         match self.fs.symlink_metadata(ext_path(&child)?) {
-            Ok(_) => Ok(Some(child)),
+            Ok(md) => Ok(Some((child, kind_of(md.file_type())))),
             Err(Ext4Error::NotFound) => Ok(None),
             Err(e) => Err(map_err(&child, e)),
         }

@@ -96,7 +96,7 @@ impl<'a> Tree for View<'a> {
         Ok(Node::Root)
     }
 
-    fn lookup(&self, dir: &Node<'a>, name: &[u8]) -> GuestResult<Option<Node<'a>>> {
+    fn lookup(&self, dir: &Node<'a>, name: &[u8]) -> GuestResult<Option<(Node<'a>, FileKind)>> {
         let Ok(name) = std::str::from_utf8(name) else {
             return Ok(None);
         };
@@ -105,7 +105,10 @@ impl<'a> Tree for View<'a> {
             .entries(dir, name.as_bytes())?
             .into_iter()
             .find(|e| e.file_name().to_uppercase() == want || e.short_file_name() == want);
-        Ok(found.map(Node::Entry))
+        Ok(found.map(|e| {
+            let kind = entry_kind(&e);
+            (Node::Entry(e), kind)
+        }))
     }
 
     fn kind(&self, node: &Node<'a>) -> GuestResult<FileKind> {

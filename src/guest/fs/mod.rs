@@ -92,15 +92,16 @@ pub fn open_fs(
 }
 
 /// Walks a file system breadth-first from the root, listing directories and reading files
-/// and links, within small fixed bounds. For fuzzing and robustness tests: whatever the
+/// and links, within small fixed bounds (entries visited, depth: a directory loop ends). For fuzzing and robustness tests: whatever the
 /// file system holds, this ends, and errors are ignored.
 pub fn exercise(fs: &dyn GuestFs) {
     const MAX_VISITS: usize = 2_000;
+    const MAX_DEPTH: usize = 8;
     const READ_LIMIT: u64 = 1 << 20;
     let _ = (fs.kind(), fs.uuid(), fs.label());
-    let mut queue = std::collections::VecDeque::from([b"/".to_vec()]);
+    let mut queue = std::collections::VecDeque::from([(b"/".to_vec(), 0usize)]);
     let mut visits = 0;
-    while let Some(dir) = queue.pop_front() {
+    while let Some((dir, depth)) = queue.pop_front() {
         let Ok(entries) = fs.read_dir(&dir) else {
             continue;
         };
@@ -116,7 +117,8 @@ pub fn exercise(fs: &dyn GuestFs) {
             path.extend_from_slice(&e.name);
             let _ = fs.metadata(&path);
             match e.kind {
-                FileKind::Dir => queue.push_back(path),
+                FileKind::Dir if depth < MAX_DEPTH => queue.push_back((path, depth + 1)),
+                FileKind::Dir => {}
                 FileKind::File => {
                     let _ = fs.read_file(&path, READ_LIMIT);
                 }

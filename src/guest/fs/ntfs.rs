@@ -75,7 +75,7 @@ impl Tree for View<'_> {
         Ok(5)
     }
 
-    fn lookup(&self, dir: &u64, name: &[u8]) -> GuestResult<Option<u64>> {
+    fn lookup(&self, dir: &u64, name: &[u8]) -> GuestResult<Option<(u64, FileKind)>> {
         let Ok(name) = std::str::from_utf8(name) else {
             return Ok(None);
         };
@@ -88,7 +88,10 @@ impl Tree for View<'_> {
             None => Ok(None),
             Some(entry) => {
                 let entry = entry.map_err(map_err)?;
-                Ok(Some(entry.file_reference().file_record_number()))
+                let record = entry.file_reference().file_record_number();
+                drop(cursor);
+                let kind = file_kind(&self.file(record)?)?;
+                Ok(Some((record, kind)))
             }
         }
     }

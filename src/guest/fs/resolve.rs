@@ -15,6 +15,10 @@ use crate::guest::error::{GuestError, GuestResult};
 pub const MAX_LINK_TARGET: usize = 4096;
 /// Components walked for one path at most, counting those symlinks add.
 const MAX_COMPONENTS: usize = 4096;
+/// Directories deep a path may go. Readers whose node is a path pay for each lookup in
+/// proportion to its depth, so depth bounds the work of one resolution; real paths are
+/// far shallower.
+pub const MAX_DEPTH: usize = 256;
 
 /// What the resolver needs from a file system.
 pub trait Tree {
@@ -23,9 +27,9 @@ pub trait Tree {
 
     fn root(&self) -> GuestResult<Self::Node>;
 
-    /// The entry `name` of the directory `dir`, `None` when there is none. Case rules are
-    /// the file system's.
-    fn lookup(&self, dir: &Self::Node, name: &[u8]) -> GuestResult<Option<Self::Node>>;
+    /// The entry `name` of the directory `dir` and its kind, `None` when there is none.
+    /// Case rules are the file system's.
+    fn lookup(&self, dir: &Self::Node, name: &[u8]) -> GuestResult<Option<(Self::Node, FileKind)>>;
 
     fn kind(&self, node: &Self::Node) -> GuestResult<FileKind>;
 
@@ -53,7 +57,19 @@ fn shown(path: &[u8]) -> String {
 
 /// Resolves `path` (absolute; a relative path is taken from the root) to its node.
 pub fn resolve<T: Tree>(tree: &T, path: &[u8], last: Last) -> GuestResult<T::Node> {
-    let mut walk = vec![tree.root()?];
+    resolve_with_kind(tree, path, last).map(|(node, _)| node)
+}
+
+/// [`resolve`], with the kind of the node found.
+pub fn resolve_with_kind<T: Tree>(
+    tree: &T,
+    path: &[u8],
+    last: Last,
+) -> GuestResult<(T::Node, FileKind)> {
+    let root = tree.root()?;
+    let root_kind = tree.kind(&root)?;
+    // The walk so far: each directory entered, with its kind, the root first.
+    let mut walk = vec![(root, root_kind)];
     let mut pending: VecDeque<Vec<u8>> = components(path).map(<[u8]>::to_vec).collect();
     let mut hops = 0usize;
     let mut walked = 0usize;
@@ -71,20 +87,26 @@ pub fn resolve<T: Tree>(tree: &T, path: &[u8], last: Last) -> GuestResult<T::Nod
             }
             continue;
         }
-        let Some(dir) = walk.last() else {
+        let Some((dir, dir_kind)) = walk.last() else {
             return Err(GuestError::NotFound(shown(path)));
         };
-        if tree.kind(dir)? != FileKind::Dir {
+        if *dir_kind != FileKind::Dir {
             return Err(GuestError::WrongKind {
                 path: shown(path),
                 detail: "a component is not a directory".into(),
             });
         }
-        let Some(node) = tree.lookup(dir, &name)? else {
+        if walk.len() > MAX_DEPTH {
+            return Err(GuestError::Limit(format!(
+                "{}: deeper than {MAX_DEPTH} directories",
+                shown(path)
+            )));
+        }
+        let Some((node, kind)) = tree.lookup(dir, &name)? else {
             return Err(GuestError::NotFound(shown(path)));
         };
         let follow = !pending.is_empty() || last == Last::Follow;
-        if follow && tree.kind(&node)? == FileKind::Symlink {
+        if follow && kind == FileKind::Symlink {
             hops += 1;
             if hops > MAX_SYMLINK_HOPS {
                 return Err(GuestError::Limit(format!(
@@ -108,7 +130,7 @@ pub fn resolve<T: Tree>(tree: &T, path: &[u8], last: Last) -> GuestResult<T::Nod
             }
             continue;
         }
-        walk.push(node);
+        walk.push((node, kind));
     }
     walk.pop().ok_or_else(|| GuestError::NotFound(shown(path)))
 }
@@ -147,9 +169,9 @@ mod tests {
         fn root(&self) -> GuestResult<Vec<u8>> {
             Ok(b"/".to_vec())
         }
-        fn lookup(&self, dir: &Vec<u8>, name: &[u8]) -> GuestResult<Option<Vec<u8>>> {
+        fn lookup(&self, dir: &Vec<u8>, name: &[u8]) -> GuestResult<Option<(Vec<u8>, FileKind)>> {
             let p = join(dir, name);
-            Ok(self.0.contains_key(&p).then_some(p))
+            Ok(self.0.get(&p).map(|(k, _)| (p.clone(), *k)))
         }
         fn kind(&self, node: &Vec<u8>) -> GuestResult<FileKind> {
             Ok(self.0[node].0)
@@ -213,5 +235,35 @@ mod tests {
             Err(GuestError::Limit(_))
         ));
         assert_eq!(r("/loop1", Last::NoFollow).unwrap(), "/loop1");
+        let deep = "/usr/..".repeat(10_000);
+        assert!(matches!(r(&deep, Last::Follow), Err(GuestError::Limit(_))));
+    }
+
+    #[test]
+    fn bounds_depth() {
+        use FileKind::*;
+        // /d is a directory whose entry `d` is itself (a directory loop).
+        struct Loop;
+        impl Tree for Loop {
+            type Node = ();
+            fn root(&self) -> GuestResult<()> {
+                Ok(())
+            }
+            fn lookup(&self, _: &(), _: &[u8]) -> GuestResult<Option<((), FileKind)>> {
+                Ok(Some(((), Dir)))
+            }
+            fn kind(&self, _: &()) -> GuestResult<FileKind> {
+                Ok(Dir)
+            }
+            fn link_target(&self, _: &()) -> GuestResult<Vec<u8>> {
+                Ok(Vec::new())
+            }
+        }
+        assert!(resolve(&Loop, "/d".repeat(MAX_DEPTH).as_bytes(), Last::Follow).is_ok());
+        let deeper = "/d".repeat(MAX_DEPTH + 1);
+        assert!(matches!(
+            resolve(&Loop, deeper.as_bytes(), Last::Follow),
+            Err(GuestError::Limit(_))
+        ));
     }
 }

@@ -74,27 +74,67 @@ fn map_err(path: &[u8], e: lamxfs::Error) -> GuestError {
 }
 
 pub struct XfsFs {
-    xfs: Mutex<Xfs<SourceReader>>,
+    state: Mutex<State>,
     uuid: Option<String>,
     label: Option<String>,
 }
 
-/// The resolver's view of the locked file system; nodes are symlink-free paths.
+struct State {
+    xfs: Xfs<SourceReader>,
+    /// The last directories listed, by symlink-free path, most recent last. lamxfs finds a
+    /// name by reading the whole directory, so walking a directory entry by entry (each
+    /// path from the root) would read its parents and itself once per entry without this.
+    listed: Vec<(Vec<u8>, Vec<lamxfs::DirEntry>)>,
+}
+
+/// Directories whose listings are kept.
+const LISTINGS_KEPT: usize = 4;
+
+/// A node: the symlink-free path (lamxfs lists directories and reads links by path) and
+/// the inode number (for metadata and data, without walking the path again).
+type Node = (Vec<u8>, u64);
+
+/// The resolver's view of the locked file system.
 struct View<'a> {
-    xfs: std::cell::RefCell<&'a mut Xfs<SourceReader>>,
+    state: std::cell::RefCell<&'a mut State>,
 }
 
 impl View<'_> {
-    fn inode(&self, path: &[u8]) -> GuestResult<Inode> {
-        let mut xfs = self.xfs.borrow_mut();
-        xfs.resolve(lamxfs::Path::new(path))
-            .map_err(|e| map_err(path, e))
+    fn metadata(&self, node: &Node) -> GuestResult<lamxfs::Metadata> {
+        let mut state = self.state.borrow_mut();
+        let inode = Inode { ino: node.1 };
+        state.xfs.metadata(&inode).map_err(|e| map_err(&node.0, e))
     }
 
-    fn metadata(&self, path: &[u8]) -> GuestResult<lamxfs::Metadata> {
-        let inode = self.inode(path)?;
-        let mut xfs = self.xfs.borrow_mut();
-        xfs.metadata(&inode).map_err(|e| map_err(path, e))
+    /// Runs `f` over the entries of the directory at `path`, listed through the cache.
+    fn with_entries<T>(
+        &self,
+        path: &[u8],
+        f: impl FnOnce(&[lamxfs::DirEntry]) -> T,
+    ) -> GuestResult<T> {
+        let mut state = self.state.borrow_mut();
+        let cached = state.listed.iter().position(|(p, _)| p == path);
+        let at = match cached {
+            Some(at) => at,
+            None => {
+                let entries = state
+                    .xfs
+                    .read_dir(lamxfs::Path::new(path))
+                    .map_err(|e| map_err(path, e))?;
+                if entries.len() > MAX_DIR_ENTRIES {
+                    return Err(GuestError::Limit(format!(
+                        "{}: more than {MAX_DIR_ENTRIES} entries",
+                        shown(path)
+                    )));
+                }
+                if state.listed.len() == LISTINGS_KEPT {
+                    state.listed.remove(0);
+                }
+                state.listed.push((path.to_vec(), entries));
+                state.listed.len() - 1
+            }
+        };
+        Ok(f(state.listed.get(at).map_or(&[][..], |(_, e)| e)))
     }
 }
 
@@ -110,33 +150,57 @@ fn kind_of(md: &lamxfs::Metadata) -> FileKind {
     }
 }
 
+fn entry_kind(kind: lamxfs::EntryKind) -> FileKind {
+    match kind {
+        lamxfs::EntryKind::Regular => FileKind::File,
+        lamxfs::EntryKind::Directory => FileKind::Dir,
+        lamxfs::EntryKind::Symlink => FileKind::Symlink,
+        lamxfs::EntryKind::Other => FileKind::Other,
+    }
+}
+
 impl Tree for View<'_> {
-    type Node = Vec<u8>;
+    type Node = Node;
 
-    fn root(&self) -> GuestResult<Vec<u8>> {
-        Ok(b"/".to_vec())
+    fn root(&self) -> GuestResult<Node> {
+        let mut state = self.state.borrow_mut();
+        let root = state
+            .xfs
+            .resolve(lamxfs::Path::new(b"/"))
+            .map_err(|e| map_err(b"/", e))?;
+        Ok((b"/".to_vec(), root.ino))
     }
 
-    fn lookup(&self, dir: &Vec<u8>, name: &[u8]) -> GuestResult<Option<Vec<u8>>> {
-        if name.contains(&b'/') || name.len() > 255 {
+    fn lookup(&self, dir: &Node, name: &[u8]) -> GuestResult<Option<(Node, FileKind)>> {
+        let found = self.with_entries(&dir.0, |entries| {
+            entries
+                .iter()
+                .find(|e| e.name == name)
+                .map(|e| (e.inode_number, e.kind))
+        })?;
+        let Some((ino, kind)) = found else {
             return Ok(None);
-        }
-        let child = join(dir, name);
-        match self.inode(&child) {
-            Ok(_) => Ok(Some(child)),
-            Err(GuestError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        };
+        let node = (join(&dir.0, name), ino);
+        // Without the ftype feature (old v4 file systems) lamxfs may not know the kind
+        // from the entry: ask the inode.
+        let kind = match entry_kind(kind) {
+            FileKind::Other => kind_of(&self.metadata(&node)?),
+            kind => kind,
+        };
+        Ok(Some((node, kind)))
     }
 
-    fn kind(&self, node: &Vec<u8>) -> GuestResult<FileKind> {
+    fn kind(&self, node: &Node) -> GuestResult<FileKind> {
         Ok(kind_of(&self.metadata(node)?))
     }
 
-    fn link_target(&self, node: &Vec<u8>) -> GuestResult<Vec<u8>> {
-        let mut xfs = self.xfs.borrow_mut();
-        xfs.read_link(lamxfs::Path::new(node))
-            .map_err(|e| map_err(node, e))
+    fn link_target(&self, node: &Node) -> GuestResult<Vec<u8>> {
+        let mut state = self.state.borrow_mut();
+        state
+            .xfs
+            .read_link(lamxfs::Path::new(&node.0))
+            .map_err(|e| map_err(&node.0, e))
     }
 }
 
@@ -147,7 +211,10 @@ impl XfsFs {
         let uuid = Some(uuid::Uuid::from_bytes(xfs.uuid()).to_string());
         let label = xfs.label().map(str::to_string).filter(|l| !l.is_empty());
         Ok(XfsFs {
-            xfs: Mutex::new(xfs),
+            state: Mutex::new(State {
+                xfs,
+                listed: Vec::new(),
+            }),
             uuid,
             label,
         })
@@ -155,11 +222,11 @@ impl XfsFs {
 
     /// Runs `f` with the file system locked (lamxfs reads through `&mut self`). A poisoned
     /// lock is taken over: lamxfs keeps no state between calls but its replayed log, which
-    /// is built once at open.
+    /// is built once at open, and the listing cache holds whole listings only.
     fn with<T>(&self, f: impl FnOnce(&View<'_>) -> GuestResult<T>) -> GuestResult<T> {
-        let mut guard = self.xfs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         f(&View {
-            xfs: std::cell::RefCell::new(&mut guard),
+            state: std::cell::RefCell::new(&mut guard),
         })
     }
 }
@@ -190,43 +257,29 @@ impl GuestFs for XfsFs {
 
     fn read_dir(&self, path: &[u8]) -> GuestResult<Vec<DirEntry>> {
         self.with(|view| {
-            let node = resolve::resolve(view, path, Last::Follow)?;
-            if view.kind(&node)? != FileKind::Dir {
+            let (node, kind) = resolve::resolve_with_kind(view, path, Last::Follow)?;
+            if kind != FileKind::Dir {
                 return Err(GuestError::WrongKind {
                     path: shown(path),
                     detail: "not a directory".into(),
                 });
             }
-            let entries = view
-                .xfs
-                .borrow_mut()
-                .read_dir(lamxfs::Path::new(&node))
-                .map_err(|e| map_err(path, e))?;
-            if entries.len() > MAX_DIR_ENTRIES {
-                return Err(GuestError::Limit(format!(
-                    "{}: more than {MAX_DIR_ENTRIES} entries",
-                    shown(path)
-                )));
-            }
-            Ok(entries
-                .into_iter()
-                .map(|e| DirEntry {
-                    name: e.name,
-                    kind: match e.kind {
-                        lamxfs::EntryKind::Regular => FileKind::File,
-                        lamxfs::EntryKind::Directory => FileKind::Dir,
-                        lamxfs::EntryKind::Symlink => FileKind::Symlink,
-                        lamxfs::EntryKind::Other => FileKind::Other,
-                    },
-                })
-                .collect())
+            view.with_entries(&node.0, |entries| {
+                entries
+                    .iter()
+                    .map(|e| DirEntry {
+                        name: e.name.clone(),
+                        kind: entry_kind(e.kind),
+                    })
+                    .collect()
+            })
         })
     }
 
     fn read_file(&self, path: &[u8], limit: u64) -> GuestResult<Vec<u8>> {
         self.with(|view| {
             let node = resolve::resolve(view, path, Last::Follow)?;
-            let inode = view.inode(&node)?;
+            let inode = Inode { ino: node.1 };
             let md = view.metadata(&node)?;
             if !md.is_file() {
                 return Err(GuestError::WrongKind {
@@ -245,11 +298,12 @@ impl GuestFs for XfsFs {
             // lamxfs's own cap.
             let mut out = vec![0u8; md.size() as usize];
             let mut filled = 0usize;
-            let mut xfs = view.xfs.borrow_mut();
+            let mut state = view.state.borrow_mut();
             while filled < out.len() {
                 let end = (filled + (1 << 20)).min(out.len());
                 let piece = out.get_mut(filled..end).unwrap_or_default();
-                let n = xfs
+                let n = state
+                    .xfs
                     .read_file_at(&inode, filled as u64, piece)
                     .map_err(|e| map_err(path, e))?;
                 if n == 0 {
@@ -264,8 +318,8 @@ impl GuestFs for XfsFs {
 
     fn read_link(&self, path: &[u8]) -> GuestResult<Vec<u8>> {
         self.with(|view| {
-            let node = resolve::resolve(view, path, Last::NoFollow)?;
-            if view.kind(&node)? != FileKind::Symlink {
+            let (node, kind) = resolve::resolve_with_kind(view, path, Last::NoFollow)?;
+            if kind != FileKind::Symlink {
                 return Err(GuestError::WrongKind {
                     path: shown(path),
                     detail: "not a symlink".into(),

@@ -112,7 +112,7 @@ fn is_swap(src: &dyn ByteSource) -> GuestResult<bool> {
 
 /// A FAT boot sector: 55 AA, a BIOS parameter block with sane values, and the file system
 /// type string of FAT12/16 or FAT32.
-fn is_fat(head: &[u8]) -> bool {
+pub fn is_fat(head: &[u8]) -> bool {
     let get = |at: usize| head.get(at).copied().unwrap_or(0);
     let bytes_per_sector = u16::from_le_bytes([get(11), get(12)]);
     let sectors_per_cluster = get(13);

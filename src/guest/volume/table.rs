@@ -174,16 +174,22 @@ pub fn read_table(disk: &dyn ByteSource) -> GuestResult<(TableReport, Vec<Partit
 }
 
 /// A file system's boot sector also ends in 55 AA: a volume without a partition table
-/// (NTFS, FAT, BitLocker on the whole disk) must not be read as an MBR. Partition entries
-/// whose status byte is neither 0 nor 0x80 are what Linux rejects too.
+/// (NTFS, FAT, BitLocker on the whole disk) must not be read as an MBR. As Linux does:
+/// entries whose status byte is neither 0 nor 0x80 mean no table, and so does a FAT boot
+/// sector with no partition entry in use.
 fn looks_like_boot_sector(sector: &[u8; 512], mbr: &Mbr) -> bool {
     let oem = &sector[3..11];
     if oem == b"NTFS    " || oem == b"-FVE-FS-" || oem == b"EXFAT   " {
         return true;
     }
-    mbr.entries
+    if mbr
+        .entries
         .iter()
         .any(|e| e.status != 0 && e.status != 0x80)
+    {
+        return true;
+    }
+    mbr.entries.iter().all(|e| e.kind == 0) && super::detect::is_fat(sector)
 }
 
 fn mbr_part_uuid(signature: u32, number: u32) -> String {
