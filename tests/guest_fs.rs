@@ -984,3 +984,119 @@ fn scanning_damaged_disks_never_panics() {
     }
     eprintln!("{rounds} damaged disks scanned in {:?}", t.elapsed());
 }
+
+// Mutation probes of the crate-backed readers, run by hand (they take a minute):
+//   cargo test --release --test guest_fs probe_ -- --ignored --nocapture
+// They print panics (caught) and the slowest walk; the results are in the report that
+// chose the crates.
+
+#[test]
+#[ignore]
+fn probe_ntfs_mutations() {
+    if !(need("mkntfs", "ntfs-3g") & need_root()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("ntfs.img");
+    sparse_file(&img, 8 * MIB);
+    sh("mkntfs", &["-q", "-F", "-f", img.to_str().unwrap()]);
+    {
+        let m = mount_ntfs(&img, &dir.path().join("m"));
+        let config = m.dir.join("Windows/System32/config");
+        std::fs::create_dir_all(&config).unwrap();
+        std::fs::write(config.join("SYSTEM"), pattern(300_000, 1)).unwrap();
+        for i in 0..200 {
+            std::fs::write(m.dir.join(format!("Windows/f{i}")), b"x").unwrap();
+        }
+    }
+    let base = std::fs::read(&img).unwrap();
+    let mft = {
+        let c = u64::from_le_bytes(base[0x30..0x38].try_into().unwrap());
+        let spc = base[0x0d] as u64;
+        (c * spc * 512) as usize
+    };
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut x = 0x1234_5678_9abc_def1u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let (mut panics, mut worst) = (0, Duration::ZERO);
+    for _ in 0..3000 {
+        let mut b = base.clone();
+        for _ in 0..(1 + next() % 8) {
+            let at = if next() % 4 == 0 {
+                (next() % 512) as usize
+            } else {
+                mft + (next() % (64 * 1024)) as usize
+            };
+            b[at] = next() as u8;
+        }
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(move || {
+            if let Ok(fs) = vdconv::guest::fs::ntfs::NtfsFs::open(Arc::new(b)) {
+                exercise(&fs);
+            }
+        });
+        worst = worst.max(t.elapsed());
+        if r.is_err() {
+            panics += 1;
+        }
+    }
+    let _ = std::panic::take_hook();
+    eprintln!("ntfs: {panics} panics, worst {worst:?}");
+}
+
+#[test]
+#[ignore]
+fn probe_ext_fat_mutations() {
+    if !(need("mkfs.ext4", "e2fsprogs") & need("mkfs.vfat", "dosfstools") & need("mcopy", "mtools"))
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ext, _) = ext4_image(dir.path(), 8 * MIB, 100_000);
+    let fat = dir.path().join("fat.img");
+    sparse_file(&fat, 8 * MIB);
+    sh("mkfs.vfat", &[fat.to_str().unwrap()]);
+    let i = fat.to_str().unwrap();
+    sh("mmd", &["-i", i, "::/EFI", "::/EFI/BOOT"]);
+    let f = dir.path().join("x.efi");
+    std::fs::write(&f, pattern(100_000, 3)).unwrap();
+    sh(
+        "mcopy",
+        &["-i", i, f.to_str().unwrap(), "::/EFI/BOOT/BOOTX64.EFI"],
+    );
+    for (name, path, hot) in [("ext", ext, 1 << 20), ("fat", fat, 64 << 10)] {
+        let base = std::fs::read(&path).unwrap();
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let (mut errs, mut worst) = (0, Duration::ZERO);
+        for _ in 0..1500 {
+            let mut b = base.clone();
+            for _ in 0..(1 + next() % 8) {
+                let at = (next() % hot) as usize;
+                b[at] = next() as u8;
+            }
+            let t = Instant::now();
+            let content = if name == "ext" {
+                Content::Ext
+            } else {
+                Content::Fat
+            };
+            match vdconv::guest::fs::open_fs(&content, Arc::new(b)) {
+                Ok(Some(fs)) => exercise(&*fs),
+                _ => errs += 1,
+            }
+            worst = worst.max(t.elapsed());
+        }
+        eprintln!("{name}: {errs} failed opens, worst {worst:?}");
+    }
+}

@@ -190,8 +190,13 @@ fn classify(v: &mut Volume) {
 /// (classified). PVs whose label or metadata cannot be read get a `problem`.
 fn scan_lvm(volumes: &mut [Volume], problems: &mut Vec<String>) -> Vec<Volume> {
     let mut pvs = Vec::new();
-    let mut texts = Vec::new();
-    for v in volumes.iter_mut().filter(|v| v.content == Content::LvmPv) {
+    // Each metadata text with the index of the volume that holds it.
+    let mut texts: Vec<(usize, Vec<u8>)> = Vec::new();
+    let mut total = 0usize;
+    for (i, v) in volumes.iter_mut().enumerate() {
+        if v.content != Content::LvmPv {
+            continue;
+        }
         match lvm::label::read_pv_label(&*v.source) {
             Ok(label) => {
                 if !label.problems.is_empty() {
@@ -202,7 +207,17 @@ fn scan_lvm(volumes: &mut [Volume], problems: &mut Vec<String>) -> Vec<Volume> {
                     source: v.source.clone(),
                     disk_offset: v.disk_offset,
                 });
-                texts.extend(label.texts);
+                for text in label.texts {
+                    total = total.saturating_add(text.len());
+                    if total > lvm::MAX_TOTAL_TEXT {
+                        v.problem = Some(format!(
+                            "cannot inspect: LVM metadata past {} bytes on this disk is not read",
+                            lvm::MAX_TOTAL_TEXT
+                        ));
+                        break;
+                    }
+                    texts.push((i, text));
+                }
             }
             Err(e) => v.problem = Some(format!("cannot inspect: {e}")),
         }
@@ -210,8 +225,17 @@ fn scan_lvm(volumes: &mut [Volume], problems: &mut Vec<String>) -> Vec<Volume> {
     if pvs.is_empty() {
         return Vec::new();
     }
+    let mut holder_problems = Vec::new();
+    let lvs = lvm::logical_volumes(&pvs, &texts, problems, &mut holder_problems);
+    for (i, why) in holder_problems {
+        if let Some(v) = volumes.get_mut(i) {
+            v.problem
+                .get_or_insert_with(|| format!("cannot inspect: {why}"));
+        }
+        problems.push(why);
+    }
     let mut out = Vec::new();
-    for lv in lvm::logical_volumes(&pvs, &texts, problems) {
+    for lv in lvs {
         let name = format!("LV {}/{}", lv.vg, lv.name);
         let mut v = match lv.source {
             Ok(source) => {

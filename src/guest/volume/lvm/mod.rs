@@ -14,8 +14,10 @@ use crate::guest::source::ByteSource;
 use map::{LvSource, Segment};
 use text::Section;
 
-/// Logical volumes read per volume group at most.
-const MAX_LVS: usize = 4096;
+/// Logical volumes listed at most, all VGs together (each may open a file system).
+const MAX_LVS: usize = 1024;
+/// Metadata text read at most, all PVs together (each text may be 1 MiB).
+pub const MAX_TOTAL_TEXT: usize = 16 << 20;
 /// Segments per logical volume at most.
 const MAX_SEGMENTS: usize = 65_536;
 
@@ -44,26 +46,30 @@ struct VgMetadata {
     section: Section,
 }
 
-/// Picks, per VG id, the copy with the highest `seqno` among every PV's metadata texts.
-/// Returns the VGs and the problems seen on the way (texts that do not parse).
-fn newest_metadata(texts: &[Vec<u8>]) -> (Vec<VgMetadata>, Vec<String>) {
+/// Picks, per VG id, the copy with the highest `seqno` among every PV's metadata texts
+/// (each tagged with who holds it). Returns the VGs and, per holder, the problems seen on
+/// the way (texts that do not parse).
+fn newest_metadata<T: Copy>(texts: &[(T, Vec<u8>)]) -> (Vec<VgMetadata>, Vec<(T, String)>) {
     let mut by_id: HashMap<String, VgMetadata> = HashMap::new();
     let mut problems = Vec::new();
-    for raw in texts {
+    for (holder, raw) in texts {
         let top = match text::parse(raw) {
             Ok(top) => top,
             Err(e) => {
-                problems.push(format!("LVM metadata does not parse: {e}"));
+                problems.push((*holder, format!("LVM metadata does not parse: {e}")));
                 continue;
             }
         };
         // The VG is the one top-level section; the rest are comments and descriptions.
         let Some((name, vg)) = top.sections().next() else {
-            problems.push("LVM metadata holds no volume group".into());
+            problems.push((*holder, "LVM metadata holds no volume group".into()));
             continue;
         };
         let (Some(id), Some(seqno)) = (vg.str("id"), vg.int("seqno")) else {
-            problems.push(format!("LVM metadata of VG {name} has no id or seqno"));
+            problems.push((
+                *holder,
+                format!("LVM metadata of VG {name} has no id or seqno"),
+            ));
             continue;
         };
         let newer = by_id.get(id).is_none_or(|old| seqno > old.seqno);
@@ -83,18 +89,26 @@ fn newest_metadata(texts: &[Vec<u8>]) -> (Vec<VgMetadata>, Vec<String>) {
     (vgs, problems)
 }
 
-/// Assembles every VG whose metadata is among `texts` and lists its visible LVs.
-/// `problems` collects what prevented a whole VG from being read.
-pub fn logical_volumes(
+/// Assembles every VG whose metadata is among `texts` (each tagged with the PV that holds
+/// it) and lists its visible LVs. `problems` collects what prevented a whole VG from being
+/// read; `holder_problems`, the texts that could not be used, by holder.
+pub fn logical_volumes<T: Copy>(
     pvs: &[FoundPv],
-    texts: &[Vec<u8>],
+    texts: &[(T, Vec<u8>)],
     problems: &mut Vec<String>,
+    holder_problems: &mut Vec<(T, String)>,
 ) -> Vec<LogicalVolume> {
     let (vgs, mut seen) = newest_metadata(texts);
-    problems.append(&mut seen);
+    holder_problems.append(&mut seen);
     let mut out = Vec::new();
     for vg in vgs {
         out.extend(vg_volumes(&vg, pvs, problems));
+    }
+    if out.len() > MAX_LVS {
+        problems.push(format!(
+            "more than {MAX_LVS} logical volumes; the rest are not listed"
+        ));
+        out.truncate(MAX_LVS);
     }
     out
 }
@@ -137,7 +151,7 @@ fn vg_volumes(vg: &VgMetadata, pvs: &[FoundPv], problems: &mut Vec<String>) -> V
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (name, lv) in lvs.sections().take(MAX_LVS) {
+    for (name, lv) in lvs.sections().take(MAX_LVS + 1) {
         let visible = lv
             .list("status")
             .is_some_and(|l| l.contains(&text::Value::Str("VISIBLE".into())));
