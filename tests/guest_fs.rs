@@ -441,16 +441,18 @@ fn ext4_directory_and_symlink_loops_end() {
 
 /// The LVM disk: GPT with a BIOS boot partition and two PVs; VG `guestvg` with `root`
 /// (7 extents on the first PV, the rest on the second: the LV spans both) holding ext4,
-/// and `swap` on the second PV.
+/// `swap` and `data` (XFS) on the second PV.
 struct LvmDisk {
     _dir: tempfile::TempDir,
     disk: std::path::PathBuf,
     tree: std::path::PathBuf,
+    /// What the `data` LV's XFS holds.
+    xfs_tree: std::collections::BTreeMap<String, (FileKind, Vec<u8>)>,
     pv_offsets: Vec<u64>,
 }
 
 fn lvm_tools() -> bool {
-    tools_for_linux_disk() & need("lvm", "lvm2") & need("mkswap", "util-linux") & need_root()
+    tools_for_linux_disk() & need("lvm", "lvm2") & need("mkswap", "util-linux") & xfs_tools()
 }
 
 fn lvm(dir: &Path, devices: &[&str], args: &[&str]) -> String {
@@ -482,12 +484,12 @@ fn lvm(dir: &Path, devices: &[&str], args: &[&str]) -> String {
 fn make_lvm_disk() -> LvmDisk {
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("disk.img");
-    sparse_file(&disk, 64 * MIB);
+    sparse_file(&disk, 80 * MIB);
     sfdisk(
         &disk,
         &format!(
             "label: gpt\nstart=2048, size=1M, type={BIOS_BOOT_TYPE}\n\
-             size=8M, type={LVM_TYPE}\nsize=40M, type={LVM_TYPE}\n"
+             size=8M, type={LVM_TYPE}\nsize=64M, type={LVM_TYPE}\n"
         ),
     );
     let parts = partitions(&disk);
@@ -521,6 +523,13 @@ fn make_lvm_disk() -> LvmDisk {
         &devs,
         &[
             "lvcreate", "-q", "-an", "-Zn", "-n", "swap", "-L", "4M", "guestvg", devs[1],
+        ],
+    );
+    lvm(
+        d,
+        &devs,
+        &[
+            "lvcreate", "-q", "-an", "-Zn", "-n", "data", "-L", "20M", "guestvg", devs[1],
         ],
     );
     // Where LVM put each segment: "lv start size dev:first-last".
@@ -559,7 +568,16 @@ fn make_lvm_disk() -> LvmDisk {
     let swap_img = d.join("swap.img");
     sparse_file(&swap_img, 4 * MIB);
     sh("mkswap", &[swap_img.to_str().unwrap()]);
+    // XFS for the `data` LV, filled through a loop mount.
+    let xfs_img = d.join("data.xfs");
+    mkfs_xfs(&xfs_img, 20 * MIB);
+    let xfs_tree = {
+        let m = mount_loop(&xfs_img, &d.join("xfs-mnt"));
+        linux_tree(&m.dir, 1 << 20);
+        host_tree(&m.dir)
+    };
     let images = [
+        ("data", std::fs::read(&xfs_img).unwrap()),
         ("root", std::fs::read(&root_img).unwrap()),
         ("swap", std::fs::read(&swap_img).unwrap()),
     ];
@@ -587,6 +605,7 @@ fn make_lvm_disk() -> LvmDisk {
         _dir: dir,
         disk,
         tree,
+        xfs_tree,
     }
 }
 
@@ -619,6 +638,11 @@ fn lvm_root_spanning_two_pvs() {
     let swap = volume(&l, "LV guestvg/swap");
     assert_eq!(swap.content, Content::Swap);
     assert!(swap.fs.is_none() && swap.problem.is_none());
+    let data = volume(&l, "LV guestvg/data");
+    assert_eq!(data.content, Content::Xfs);
+    let xfs = fs_of(&l, "LV guestvg/data");
+    assert_same_tree(xfs, &d.xfs_tree);
+    check_linux_links(xfs);
 }
 
 /// Scans `disk` within the hostile budget and returns the layout.
@@ -935,6 +959,36 @@ fn encrypted_and_raid_members_are_detected_not_read() {
     }
 }
 
+#[test]
+fn windows_partition_types_on_gpt() {
+    if !need("sfdisk", "fdisk") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk.img");
+    sparse_file(&disk, 16 * MIB);
+    sfdisk(
+        &disk,
+        "label: gpt\nstart=2048, size=4M, type=E3C9E316-0B5C-4DB8-817D-F92DF00215AE\n\
+         size=1M, type=5808C8AA-7E8F-42E0-85D2-E1E90434CFB3\n\
+         size=4M, type=AF9B60A0-1431-4F62-BC68-3311714A69AD\n",
+    );
+    let l = layout(&disk);
+    // No ESP: BIOS, whatever the scheme.
+    assert_eq!(l.table.firmware(), Firmware::Bios);
+    let msr = volume(&l, "partition 1");
+    assert_eq!(msr.content, Content::NoFileSystem);
+    assert!(msr.problem.is_none() && msr.fs.is_none());
+    for p in ["partition 2", "partition 3"] {
+        let v = volume(&l, p);
+        assert_eq!(v.content, Content::WindowsDynamic, "{p}");
+        assert!(
+            v.problem.as_deref().unwrap().contains("dynamic disk"),
+            "{v:?}"
+        );
+    }
+}
+
 /// The scanner over mutated copies of a real disk: never a panic, always quick.
 #[test]
 fn scanning_damaged_disks_never_panics() {
@@ -970,7 +1024,7 @@ fn scanning_damaged_disks_never_panics() {
         x
     };
     let t = Instant::now();
-    let rounds = 60;
+    let rounds = 40;
     for _ in 0..rounds {
         let mut bytes = image.clone();
         let (start, len) = hot[(next() % hot.len() as u64) as usize];
