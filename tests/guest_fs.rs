@@ -850,6 +850,12 @@ fn ntfs_on_mbr_case_insensitive() {
         Err(GuestError::NotFound(_))
     ));
 
+    assert!(matches!(fs.read_link(b"/Windows/nope"), Err(GuestError::NotFound(_))));
+    assert!(matches!(
+        fs.read_link(b"/Windows/win.ini"),
+        Err(GuestError::WrongKind { .. })
+    ));
+
     // NTFS without a partition table (its boot sector ends in 55 AA too) is the whole disk.
     let l = layout(&img);
     assert_eq!(l.table.scheme, Scheme::None);

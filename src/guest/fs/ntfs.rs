@@ -262,6 +262,7 @@ impl GuestFs for NtfsFs {
     }
 
     fn read_link(&self, path: &[u8]) -> GuestResult<Vec<u8>> {
+        resolve::resolve(&self.view(), path, Last::NoFollow)?;
         Err(GuestError::WrongKind {
             path: shown(path),
             detail: "NTFS reparse points are not read as symlinks".into(),

@@ -127,8 +127,14 @@ impl View<'_> {
                         shown(path)
                     )));
                 }
-                if state.listed.len() == LISTINGS_KEPT {
-                    state.listed.remove(0);
+                // Keep at most LISTINGS_KEPT listings and MAX_DIR_ENTRIES entries in all.
+                let mut kept: usize = state.listed.iter().map(|(_, e)| e.len()).sum();
+                while !state.listed.is_empty()
+                    && (state.listed.len() == LISTINGS_KEPT
+                        || kept + entries.len() > MAX_DIR_ENTRIES)
+                {
+                    let (_, dropped) = state.listed.remove(0);
+                    kept -= dropped.len();
                 }
                 state.listed.push((path.to_vec(), entries));
                 state.listed.len() - 1
