@@ -394,40 +394,39 @@ pub fn rewrite_lvm_metadata(
     edit: impl Fn(&str) -> String,
     size_override: Option<u64>,
 ) {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(disk)
-        .unwrap();
-    let mut label = [0u8; 512];
-    f.read_exact_at(&mut label, pv_offset + 512).unwrap();
+    let mut bytes = fs::read(disk).unwrap();
+    rewrite_lvm_metadata_in(&mut bytes, pv_offset, edit, size_override);
+    fs::write(disk, bytes).unwrap();
+}
+
+/// [`rewrite_lvm_metadata`] on a disk in memory.
+pub fn rewrite_lvm_metadata_in(
+    disk: &mut [u8],
+    pv_offset: u64,
+    edit: impl Fn(&str) -> String,
+    size_override: Option<u64>,
+) {
+    let pv = pv_offset as usize;
+    let label = &disk[pv + 512..pv + 1024];
     assert_eq!(&label[..8], b"LABELONE");
-    let header = 32usize;
-    // pv_header: uuid[32], device_size u64, data areas (16 bytes each) until zero, then
-    // metadata areas.
-    let mut at = header + 40;
-    while le64(&label, at) != 0 {
+    // pv_header at 32: uuid[32], device_size u64, data areas (16 bytes each) until a zero
+    // entry, then metadata areas.
+    let mut at = 32 + 40;
+    while le64(label, at) != 0 {
         at += 16;
     }
     at += 16;
-    let mda_offset = le64(&label, at);
-    let mut mda = [0u8; 512];
-    f.read_exact_at(&mut mda, pv_offset + mda_offset).unwrap();
-    assert_eq!(&mda[4..20], b" LVM2 x[5A%r0N*>");
-    let (text_off, text_size) = (le64(&mda, 40), le64(&mda, 48));
-    let mut text = vec![0u8; text_size as usize];
-    f.read_exact_at(&mut text, pv_offset + mda_offset + text_off)
-        .unwrap();
+    let mda = pv + le64(label, at) as usize;
+    assert_eq!(&disk[mda + 4..mda + 20], b" LVM2 x[5A%r0N*>");
+    let (text_off, text_size) = (le64(disk, mda + 40) as usize, le64(disk, mda + 48) as usize);
+    let text = &disk[mda + text_off..mda + text_off + text_size];
     let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
-    let new = edit(std::str::from_utf8(&text[..end]).unwrap());
-    let mut new = new.into_bytes();
+    let mut new = edit(&String::from_utf8_lossy(&text[..end])).into_bytes();
     new.push(0);
-    f.write_all_at(&new, pv_offset + mda_offset + text_off)
-        .unwrap();
+    disk[mda + text_off..mda + text_off + new.len()].copy_from_slice(&new);
     let size = size_override.unwrap_or(new.len() as u64);
-    mda[48..56].copy_from_slice(&size.to_le_bytes());
-    mda[56..60].copy_from_slice(&lvm_crc(&new).to_le_bytes());
-    let crc = lvm_crc(&mda[4..]);
-    mda[..4].copy_from_slice(&crc.to_le_bytes());
-    f.write_all_at(&mda, pv_offset + mda_offset).unwrap();
+    disk[mda + 48..mda + 56].copy_from_slice(&size.to_le_bytes());
+    disk[mda + 56..mda + 60].copy_from_slice(&lvm_crc(&new).to_le_bytes());
+    let crc = lvm_crc(&disk[mda + 4..mda + 512]);
+    disk[mda..mda + 4].copy_from_slice(&crc.to_le_bytes());
 }
