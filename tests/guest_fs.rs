@@ -360,6 +360,54 @@ fn xfs_whole_disk_every_format() {
     check_linux_links(fs);
 }
 
+/// A guest copied from a crash-consistent snapshot: changes committed to the XFS log but
+/// not yet written in place. lamxfs replays the log in memory, as Linux does at mount.
+#[test]
+fn xfs_dirty_log_is_replayed() {
+    if !(xfs_tools() & need("xfs_io", "xfsprogs") & need("xfs_logprint", "xfsprogs")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("xfs.img");
+    mkfs_xfs(&img, 64 * MIB);
+    let m = mount_loop(&img, &dir.path().join("m"));
+    linux_tree(&m.dir, 200_000);
+    sh("sync", &[]);
+    // Made after the last sync: in the log only, unless the kernel writes it back within
+    // these milliseconds.
+    {
+        // fsync: data and inode in place or in the log, as an application that saved a file
+        // would have them; the directory entry only in the log.
+        let mut marker = std::fs::File::create(m.dir.join("etc/marker")).unwrap();
+        std::io::Write::write_all(&mut marker, b"after sync\n").unwrap();
+        marker.sync_all().unwrap();
+    }
+    let expected = host_tree(&m.dir);
+    // Flush the log and stop the file system: the changes stay in the log.
+    sh(
+        "xfs_io",
+        &["-x", "-c", "shutdown -f", m.dir.to_str().unwrap()],
+    );
+    drop(m);
+    let log = sh("xfs_logprint", &["-t", img.to_str().unwrap()]);
+    assert!(log.contains("DIRTY"), "the log should be dirty: {log}");
+    // xfs_db reads without replaying.
+    let unreplayed = std::process::Command::new("xfs_db")
+        .args(["-r", "-c", "path /etc/marker", img.to_str().unwrap()])
+        .output()
+        .unwrap();
+    if String::from_utf8_lossy(&unreplayed.stderr).is_empty()
+        && !String::from_utf8_lossy(&unreplayed.stdout).contains("No such file")
+    {
+        eprintln!("the kernel wrote the marker in place: the replay is not what is tested");
+    }
+
+    let l = layout(&img);
+    let fs = fs_of(&l, "whole disk");
+    assert_same_tree(fs, &expected);
+    check_linux_links(fs);
+}
+
 #[test]
 fn xfs_truncated_is_an_error_not_a_hang() {
     if !xfs_tools() {
@@ -400,6 +448,62 @@ fn xfs_truncated_is_an_error_not_a_hang() {
         v.problem.as_deref().unwrap().starts_with("cannot inspect:"),
         "{v:?}"
     );
+}
+
+/// The same for ext4, made deterministic with debugfs's journal writer: the journal holds
+/// a committed new version of a file's block that is not in place. ext4-view replays the
+/// journal in memory.
+#[test]
+fn ext4_dirty_journal_is_replayed() {
+    if !(need("mkfs.ext4", "e2fsprogs") & need("debugfs", "e2fsprogs")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(tree.join("etc/hostname"), b"old-name\n").unwrap();
+    let img = dir.path().join("ext4.img");
+    sparse_file(&img, 16 * MIB);
+    let i = img.to_str().unwrap();
+    sh(
+        "mkfs.ext4",
+        &["-q", "-F", "-b", "4096", "-d", tree.to_str().unwrap(), i],
+    );
+    let block = sh("debugfs", &["-R", "bmap /etc/hostname 0", i]);
+    let mut new = b"new-name\n".to_vec();
+    new.resize(4096, 0);
+    let new_path = dir.path().join("block");
+    std::fs::write(&new_path, &new).unwrap();
+    let pristine = std::fs::read(&img).unwrap();
+    let journal = |checksums: bool| {
+        std::fs::write(&img, &pristine).unwrap();
+        // `jo -c` writes a checksummed (v3) journal, as the kernel does on metadata_csum
+        // file systems.
+        let open = if checksums { "jo -c" } else { "jo" };
+        let script = format!(
+            "{open}\njw -b {} {}\njc\n",
+            block.trim(),
+            new_path.display()
+        );
+        let script_path = dir.path().join("journal.cmds");
+        std::fs::write(&script_path, script).unwrap();
+        sh("debugfs", &["-w", "-f", script_path.to_str().unwrap(), i]);
+        assert!(sh("dumpe2fs", &["-h", i]).contains("needs_recovery"));
+        // In place, the old contents; debugfs does not replay.
+        assert_eq!(sh("debugfs", &["-R", "cat /etc/hostname", i]), "old-name\n");
+        layout(&img)
+    };
+
+    let l = journal(true);
+    let fs = fs_of(&l, "whole disk");
+    assert_eq!(fs.read_file(b"/etc/hostname", 100).unwrap(), b"new-name\n");
+
+    // ext4-view replays only checksummed journals: without, the volume is not read
+    // (rather than read stale), and says why.
+    let l = journal(false);
+    let v = volume(&l, "whole disk");
+    assert!(v.fs.is_none());
+    assert!(v.problem.as_deref().unwrap().contains("journal"), "{v:?}");
 }
 
 #[test]
