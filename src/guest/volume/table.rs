@@ -443,3 +443,56 @@ fn read_gpt_entries(
     check_inside(disk.len(), &parts, report);
     Ok(parts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes an MBR-style entry (`slot` 0-3) into the sector at `lba`.
+    fn entry(disk: &mut [u8], lba: u64, slot: usize, kind: u8, start: u32, sectors: u32) {
+        let at = lba as usize * 512 + 446 + slot * 16;
+        disk[at + 4] = kind;
+        disk[at + 8..at + 12].copy_from_slice(&start.to_le_bytes());
+        disk[at + 12..at + 16].copy_from_slice(&sectors.to_le_bytes());
+        disk[lba as usize * 512 + 510..lba as usize * 512 + 512].copy_from_slice(&[0x55, 0xAA]);
+    }
+
+    #[test]
+    fn ebr_chain_that_loops_ends() {
+        let mut disk = vec![0u8; 4 << 20];
+        entry(&mut disk, 0, 0, 0x05, 2048, 4096);
+        // EBR 1 at 2048 -> EBR 2 at 2100 -> EBR 3 at 2148 -> back to EBR 2.
+        entry(&mut disk, 2048, 0, 0x83, 1, 10);
+        entry(&mut disk, 2048, 1, 0x05, 52, 100);
+        entry(&mut disk, 2100, 0, 0x83, 1, 10);
+        entry(&mut disk, 2100, 1, 0x05, 100, 100);
+        entry(&mut disk, 2148, 0, 0x83, 1, 10);
+        entry(&mut disk, 2148, 1, 0x05, 52, 100);
+        let (report, parts) = read_table(&disk).unwrap();
+        assert_eq!(report.scheme, Scheme::Mbr);
+        let numbers: Vec<u32> = parts.iter().map(|p| p.number).collect();
+        assert_eq!(numbers, [5, 6, 7]);
+        assert_eq!(parts[1].start, 2101 * 512);
+        assert!(
+            report.problems.iter().any(|p| p.contains("loops")),
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn protective_mbr_without_gpt_is_reported() {
+        let mut disk = vec![0u8; 1 << 20];
+        entry(&mut disk, 0, 0, 0xEE, 1, 2047);
+        let (report, parts) = read_table(&disk).unwrap();
+        assert_eq!(report.scheme, Scheme::Gpt);
+        assert!(parts.is_empty());
+        assert!(!report.problems.is_empty());
+        assert_eq!(report.firmware(), Firmware::Bios);
+    }
+
+    #[test]
+    fn small_or_blank_disks_have_no_table() {
+        assert_eq!(read_table(&vec![0u8; 100]).unwrap().0.scheme, Scheme::None);
+        assert_eq!(read_table(&vec![0u8; 4096]).unwrap().0.scheme, Scheme::None);
+    }
+}

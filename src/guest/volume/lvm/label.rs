@@ -79,20 +79,9 @@ fn corrupt(structure: &'static str, offset: u64, detail: impl Into<String>) -> G
 /// LVM's `calc_crc`: the reflected IEEE CRC-32 without the usual inversions, seeded with
 /// `INITIAL_CRC`. crc32fast inverts on the way in and out, so invert around it.
 pub fn lvm_crc(data: &[u8]) -> u32 {
-    !crc32fast::Hasher::new_with_initial(!INITIAL_CRC)
-        .chain(data)
-        .finalize()
-}
-
-trait Chain {
-    fn chain(self, data: &[u8]) -> Self;
-}
-
-impl Chain for crc32fast::Hasher {
-    fn chain(mut self, data: &[u8]) -> Self {
-        self.update(data);
-        self
-    }
+    let mut hasher = crc32fast::Hasher::new_with_initial(!INITIAL_CRC);
+    hasher.update(data);
+    !hasher.finalize()
 }
 
 /// Reads the label in sectors 0-3, the pv_header and every metadata area's text.
@@ -230,4 +219,34 @@ fn read_mda_text(src: &dyn ByteSource, offset: u64, size: u64) -> GuestResult<Op
         return Err(bad_text("checksum does not match".into()));
     }
     Ok(Some(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// LVM's table-driven loop, bit by bit.
+    fn slow_crc(data: &[u8]) -> u32 {
+        let mut crc = INITIAL_CRC;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+            }
+        }
+        crc
+    }
+
+    #[test]
+    fn crc_is_lvms() {
+        for data in [&b""[..], b"LVM2", &[0xFF; 600]] {
+            assert_eq!(lvm_crc(data), slow_crc(data));
+        }
+    }
+
+    #[test]
+    fn no_label_is_an_error() {
+        assert!(read_pv_label(&vec![0u8; 4096]).is_err());
+        assert!(read_pv_label(&vec![0u8; 10]).is_err());
+    }
 }
