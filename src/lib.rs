@@ -20,7 +20,7 @@
 //! ```
 //!
 //! Layers, lowest first; each imports only from those before it:
-//! 1. [`error`], [`rules`], [`cancel`], [`size`], [`zero`], [`identity`];
+//! 1. [`error`], [`rules`], [`cancel`], [`size`], [`zero`], [`identity`], [`threads`];
 //! 2. [`disk`]: the reader contract, input files, the `info` record;
 //! 3. formats: [`vmdk`], [`vhd`], [`vhdx`], [`raw`], [`partition`], [`guest`] (none imports
 //!    another, nor anything below), and [`sink`], the contract writers write through;
@@ -33,6 +33,7 @@ pub mod error;
 pub mod identity;
 pub mod rules;
 pub mod size;
+pub mod threads;
 pub mod zero;
 
 pub mod disk;
