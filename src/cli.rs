@@ -94,6 +94,11 @@ pub struct ConvertArgs {
     /// Replace DST if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Fixed outputs of flat data: share the source's blocks (FICLONERANGE) where the
+    /// file system can (auto, the default), or fail saying why (always), or never share
+    /// (never: the data is read and written).
+    #[arg(long, value_enum, value_name = "auto|always|never")]
+    pub reflink: Option<ReflinkArg>,
     /// Progress on stderr: auto (a bar on a terminal), always (a bar, or plain lines
     /// off a terminal), never, json (JSON lines).
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
@@ -182,6 +187,13 @@ pub enum TargetArg {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SparseArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReflinkArg {
     Auto,
     Always,
     Never,

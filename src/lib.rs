@@ -23,7 +23,8 @@
 //! 1. [`error`], [`rules`], [`cancel`], [`size`], [`zero`], [`identity`], [`threads`];
 //! 2. [`disk`]: the reader contract, input files, the `info` record;
 //! 3. formats: [`vmdk`], [`vhd`], [`vhdx`], [`raw`], [`partition`], [`guest`] (none imports
-//!    another, nor anything below), and [`sink`], the contract writers write through;
+//!    another, nor anything below), [`sink`], the contract writers write through, and
+//!    [`reflink`], block sharing between files;
 //! 4. [`output`]: the destination file;
 //! 5. the pipeline: [`target`], [`plan`], [`convert`], [`compare`], [`check`], [`info`],
 //!    [`report`].
@@ -43,6 +44,7 @@ pub mod guest;
 pub mod ova;
 pub mod partition;
 pub mod raw;
+pub mod reflink;
 pub mod sink;
 pub mod vhd;
 pub mod vhdx;

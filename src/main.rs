@@ -201,6 +201,11 @@ fn request(args: &ConvertArgs) -> Result<ConvertRequest, Error> {
         verify: args.verify,
         force: args.force,
         reproducible_time,
+        reflink: args.reflink.map(|r| match r {
+            cli::ReflinkArg::Auto => vdconv::reflink::ReflinkMode::Auto,
+            cli::ReflinkArg::Always => vdconv::reflink::ReflinkMode::Always,
+            cli::ReflinkArg::Never => vdconv::reflink::ReflinkMode::Never,
+        }),
     })
 }
 
