@@ -464,7 +464,12 @@ fn copy_jobs(src: &dyn Disk, runs: &[Run]) -> Option<Vec<Job>> {
 
 /// Fills `data` (virtual bytes from `offset`) from `runs`: data ranges are read, the
 /// rest are zeros without reading.
-pub(crate) fn read_runs(src: &mut dyn Disk, runs: &[Run], offset: u64, data: &mut [u8]) -> Result<()> {
+pub(crate) fn read_runs(
+    src: &mut dyn Disk,
+    runs: &[Run],
+    offset: u64,
+    data: &mut [u8],
+) -> Result<()> {
     for r in runs {
         let at = (r.offset - offset) as usize;
         let piece = &mut data[at..at + r.len as usize];

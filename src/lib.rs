@@ -26,8 +26,8 @@
 //!    another, nor anything below), [`sink`], the contract writers write through, and
 //!    [`reflink`], block sharing between files;
 //! 4. [`output`]: the destination file;
-//! 5. the pipeline: [`target`], [`plan`], [`convert`], [`compare`], [`check`], [`info`],
-//!    [`report`].
+//! 5. the pipeline: [`target`], [`plan`], [`convert`], [`stream_out`], [`compare`],
+//!    [`check`], [`info`], [`report`].
 
 pub mod cancel;
 pub mod error;
@@ -58,6 +58,7 @@ pub mod convert;
 pub mod info;
 pub mod plan;
 pub mod report;
+pub mod stream_out;
 pub mod target;
 
 use std::path::Path;

@@ -4,6 +4,7 @@
 
 mod cli;
 mod progress;
+mod stdout_image;
 mod text;
 
 use std::io::{IsTerminal, Write};
@@ -212,6 +213,10 @@ fn request(args: &ConvertArgs) -> Result<ConvertRequest, Error> {
 fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
     let common = &args.common;
     let plan = ConvertPlan::new(&args.dst, &request(args)?)?;
+    let to_stdout = vdconv::stream_out::is_stream(&args.dst);
+    if to_stdout {
+        stdout_image::check(args, &plan)?;
+    }
     let mut disk = vdconv::open(&args.src, &open_options(common, cancel))?;
     let mut advice = Vec::new();
     if let Some(t) = plan.target {
@@ -227,8 +232,11 @@ fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
     warn_all(common.quiet, disk.warnings());
     warn_all(common.quiet, &advice);
     let mut reporter = Reporter::new(args.progress, common.quiet, &args.src.display().to_string());
-    let result =
-        vdconv::convert::convert(disk.as_mut(), &plan, cancel, &mut |p| reporter.update(p));
+    let result = if to_stdout {
+        stdout_image::convert(disk.as_mut(), &plan, cancel, &mut |p| reporter.update(p))
+    } else {
+        vdconv::convert::convert(disk.as_mut(), &plan, cancel, &mut |p| reporter.update(p))
+    };
     reporter.finish();
     let mut report = result?;
     report.warnings.extend(advice);

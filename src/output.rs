@@ -188,7 +188,8 @@ impl Output {
             // Shorter than a block: nothing to share, only bytes to copy.
             return Ok(false);
         }
-        if let Err(e) = reflink::clone_range(src, src_offset + head, &self.file, offset + head, body)
+        if let Err(e) =
+            reflink::clone_range(src, src_offset + head, &self.file, offset + head, body)
         {
             if !reflink::unavailable(&e) {
                 return Err(Error::output_io(

@@ -119,7 +119,12 @@ pub fn block_size(a: &File, b: &File) -> u64 {
 /// copy first, then `body` bytes both of whose ends lie on `block` boundaries in both
 /// files (the rest, `len - head - body`, is the tail to copy). None when the two offsets
 /// lie differently within a block, so no part of the range can be shared.
-pub fn aligned_middle(src_offset: u64, dst_offset: u64, len: u64, block: u64) -> Option<(u64, u64)> {
+pub fn aligned_middle(
+    src_offset: u64,
+    dst_offset: u64,
+    len: u64,
+    block: u64,
+) -> Option<(u64, u64)> {
     if src_offset % block != dst_offset % block {
         return None;
     }
