@@ -27,6 +27,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Validate an image's structure (or a platform's rules): one finding per broken rule.
     Check(CheckArgs),
+    /// Run a plan of conversions (JSON lines), N at a time, resumable, shardable.
+    Batch(BatchArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `vdconv man | man -l -`.
@@ -146,6 +148,35 @@ pub struct CompareArgs {
     pub progress: ProgressArg,
     #[command(flatten)]
     pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct BatchArgs {
+    /// The plan: JSON lines, one conversion each ({"source": ..., "destination": ...,
+    /// and convert's options}); relative paths are from the plan's folder; - reads stdin.
+    #[arg(value_name = "PLAN")]
+    pub plan: PathBuf,
+    /// Conversions side by side (default 1); each gets an equal share of the cores.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1, value_parser = parse_jobs)]
+    pub jobs: usize,
+    /// Take only shard I of N (0 <= I < N): the lines L with (L - 1) mod N = I, so N
+    /// runs split the plan with no overlap (e.g. --shard $JOB_COMPLETION_INDEX/N).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<vdconv::batch::Shard>,
+    /// With --json: one JSON line per item and a summary line on stdout (docs/json.md).
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// 1 to vdconv::batch::MAX_JOBS.
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=vdconv::batch::MAX_JOBS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number from 1 to {}",
+            vdconv::batch::MAX_JOBS
+        )),
+    }
 }
 
 #[derive(Args, Debug)]

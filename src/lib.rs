@@ -27,7 +27,7 @@
 //!    [`reflink`], block sharing between files;
 //! 4. [`output`]: the destination file;
 //! 5. the pipeline: [`target`], [`plan`], [`convert`], [`stream_out`], [`compare`],
-//!    [`check`], [`info`], [`report`].
+//!    [`check`], [`info`], [`report`], and [`batch`] above `convert`.
 
 pub mod cancel;
 pub mod error;
@@ -52,6 +52,7 @@ pub mod vmdk;
 
 pub mod output;
 
+pub mod batch;
 pub mod check;
 pub mod compare;
 pub mod convert;

@@ -2,6 +2,7 @@
 //! plan once (`request`); every outcome leaves through one exit path in `main`, which
 //! re-raises SIGINT/SIGTERM after cleanup so that shell loops stop.
 
+mod batch_cmd;
 mod cli;
 mod progress;
 mod stdout_image;
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
         Command::Info(a) => flags(&a.common),
         Command::Compare(a) => flags(&a.common),
         Command::Check(a) => flags(&a.common),
+        Command::Batch(a) => flags(&a.common),
         Command::Completions(_) | Command::Man => (false, false, 0),
     };
     init_tracing(verbose, quiet);
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Info(args) => run_info(args, &cancel),
         Command::Compare(args) => run_compare(args, &cancel),
         Command::Check(args) => run_check(args, &cancel),
+        Command::Batch(args) => batch_cmd::run(args, &cancel),
         Command::Completions(args) => print_completions(args.shell),
         Command::Man => print_man(),
     };
