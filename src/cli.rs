@@ -151,19 +151,21 @@ pub struct CompareArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(mut_arg("json", |a| a.help(
+    "One JSON line per item on stdout as it finishes, then a summary line (docs/json.md)"
+)))]
 pub struct BatchArgs {
     /// The plan: JSON lines, one conversion each ({"source": ..., "destination": ...,
     /// and convert's options}); relative paths are from the plan's folder; - reads stdin.
     #[arg(value_name = "PLAN")]
     pub plan: PathBuf,
-    /// Conversions side by side (default 1); each gets an equal share of the cores.
+    /// Conversions side by side; each gets an equal share of the cores.
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1, value_parser = parse_jobs)]
     pub jobs: usize,
     /// Take only shard I of N (0 <= I < N): the lines L with (L - 1) mod N = I, so N
     /// runs split the plan with no overlap (e.g. --shard $JOB_COMPLETION_INDEX/N).
     #[arg(long, value_name = "I/N")]
     pub shard: Option<vdconv::batch::Shard>,
-    /// With --json: one JSON line per item and a summary line on stdout (docs/json.md).
     #[command(flatten)]
     pub common: Common,
 }
