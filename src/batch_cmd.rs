@@ -15,6 +15,7 @@ use vdconv::{Cancel, Error};
 use crate::cli::BatchArgs;
 
 pub fn run(args: &BatchArgs, cancel: &Cancel) -> Result<u8, Error> {
+    keep_freed_buffers();
     let common = &args.common;
     let reproducible_time = source_date_epoch()?;
     let shard = args.shard.unwrap_or(Shard::WHOLE);
@@ -46,6 +47,20 @@ pub fn run(args: &BatchArgs, cancel: &Cancel) -> Result<u8, Error> {
         return Ok(vdconv::ExitClass::Interrupted.code());
     }
     Ok(summary.exit_code())
+}
+
+/// Every conversion allocates a few MiB of chunk buffers and frees them when done. By
+/// default glibc maps each such buffer afresh (mmap above 128 KiB) and hands freed memory
+/// back to the kernel, so the next item faults it all in again: measured on the 16-disk
+/// benchmark plan, 6x the page faults and a tenth more CPU time than keeping it. Kept
+/// memory never exceeds the batch's peak (a few MiB per conversion side by side).
+fn keep_freed_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before the workers start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
 }
 
 /// SOURCE_DATE_EPOCH, as `convert` reads it: reproducible ids for every item.
