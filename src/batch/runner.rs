@@ -2,8 +2,10 @@
 //! and this thread hands each finished item's report to the caller as it comes (so a
 //! report line appears the moment its item ends, whatever the others are doing).
 //!
-//! Each conversion's CPU helpers are capped at cores / N (`threads`), so N conversions
-//! share the cores instead of each starting a helper per core. Cancellation (SIGINT,
+//! Each conversion counts as running while it runs (`threads::running`), so the cores are
+//! divided between the conversions running at the moment: cores / N each while N run,
+//! instead of each starting a helper per core, and more for the last ones when the
+//! others are done. Cancellation (SIGINT,
 //! SIGTERM): no item starts after it; running ones stop, their temporary files removed;
 //! the summary counts what never started.
 
@@ -29,7 +31,8 @@ pub struct BatchOptions {
     pub shard: Shard,
     /// SOURCE_DATE_EPOCH: reproducible ids for every item.
     pub reproducible_time: Option<u64>,
-    /// Threads each conversion may keep busy; None: an equal share of the cores.
+    /// A cap on the threads each conversion may keep busy; None: its share of the cores
+    /// among the conversions running.
     pub threads_per_item: Option<usize>,
 }
 
@@ -43,15 +46,16 @@ pub fn run(
 ) -> Summary {
     let started = Instant::now();
     let jobs = options.jobs.clamp(1, MAX_JOBS);
-    let threads = options
-        .threads_per_item
-        .unwrap_or_else(|| threads::share(jobs));
-    threads::set_per_conversion(Some(threads));
+    threads::set_per_conversion(options.threads_per_item);
+    // What each gets while `jobs` of them run (the last ones get more).
+    let share = threads::share(jobs);
     let mut summary = Summary::new(
         plan.path.display().to_string(),
         options.shard,
         jobs,
-        threads::per_conversion(),
+        options
+            .threads_per_item
+            .map_or(share, |cap| cap.clamp(1, share)),
         plan.total_items,
         plan.items.len() as u64,
     );
@@ -67,7 +71,9 @@ pub fn run(
                 while !cancel.is_cancelled() {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(it) = plan.items.get(i) else { break };
+                    let running = threads::running();
                     let report = item::run(it, options.reproducible_time, cancel);
+                    drop(running);
                     if tx.send(report).is_err() {
                         break;
                     }
