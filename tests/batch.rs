@@ -567,13 +567,15 @@ fn a_plan_on_stdin_and_human_lines_on_stderr() {
     let src = dir.path().join("a.vmdk");
     qemu_vmdk(&raw, &src, "");
     let plan = format!(
-        "{}\n{}\n",
+        "{}\n{}\n{}\n",
         format_args!(
             r#"{{"source":"{}","destination":"{}"}}"#,
             src.display(),
             dir.path().join("a.vhd").display()
         ),
-        r#"{"source":"x.vmdk","destination":"x.vhd","sparse":"sometimes"}"#
+        r#"{"source":"x.vmdk","destination":"x.vhd","sparse":"sometimes"}"#,
+        // Refused by convert's own rules, named by the plan's key.
+        r#"{"source":"a.vmdk","destination":"y.vhd","type":"fixed","block_size":"2M"}"#
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_vdconv"))
         .args(["batch", "-"])
@@ -593,7 +595,13 @@ fn a_plan_on_stdin_and_human_lines_on_stderr() {
         "{err}"
     );
     assert!(
-        err.contains("1 converted, 0 skipped, 1 failed of 2 items"),
+        err.contains(
+            "vdconv: line 3: failed a.vmdk -> y.vhd: block_size: does not apply to a fixed VHD"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 converted, 0 skipped, 2 failed of 3 items"),
         "{err}"
     );
     qemu_compare(&raw, "raw", &dir.path().join("a.vhd"), "vpc");

@@ -8,7 +8,7 @@ use crate::batch::record::{self, Options, Record, SourceIdentity, Verdict};
 use crate::batch::report::{ItemReport, Status};
 use crate::cancel::Cancel;
 use crate::disk::OpenOptions;
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result, Subject};
 use crate::plan::{ConvertPlan, DiskType};
 
 /// Runs `item`; never fails (a failure is the report's).
@@ -27,7 +27,7 @@ pub fn run(item: &Item, reproducible_time: Option<u64>, cancel: &Cancel) -> Item
             report.source = Some(spec.source_text.clone());
             report.destination = Some(spec.destination_text.clone());
             if let Err(e) = convert(spec, reproducible_time, cancel, &mut report) {
-                report.fail(&e);
+                report.fail(&as_plan_key(e));
             }
         }
     }
@@ -78,7 +78,7 @@ fn convert(
         }
         Verdict::None => {
             if std::fs::symlink_metadata(&record_path).is_ok() {
-                return Err(record::foreign_output(&record_path));
+                return Err(record::foreign_record(&record_path));
             }
             if std::fs::symlink_metadata(&plan.destination).is_ok() {
                 // Left by a run killed between its output and its record, or not ours.
@@ -90,10 +90,18 @@ fn convert(
             }
         }
     }
-    let advice = match plan.target {
+    // The advice `convert` gives on stderr, in the item's warnings.
+    let mut advice = match plan.target {
         Some(t) => crate::target::advice(t, disk.as_mut()),
         None => Vec::new(),
     };
+    let size = disk.virtual_size();
+    let out_size = plan.output_size(size)?;
+    if out_size != size {
+        advice.push(format!(
+            "virtual size rounded up from {size} to {out_size} bytes (Azure takes whole MiB); the added bytes are zeros"
+        ));
+    }
     let done = crate::convert::convert(disk.as_mut(), &plan, cancel, &mut |_| {})?;
     report.warnings = done.warnings.clone();
     report.warnings.extend(advice);
@@ -116,4 +124,31 @@ fn convert(
     report.status = Status::Converted;
     report.record = Some(record_path.display().to_string());
     Ok(())
+}
+
+/// A usage error names the plan's key (`block_size`) where `convert` names its option
+/// (`--block-size`): the plan is what the user wrote.
+fn as_plan_key(e: Error) -> Error {
+    match e.subject() {
+        Some(Subject::Option(o)) if e.kind() == ErrorKind::Usage && o.starts_with("--") => {
+            Error::usage(Some(&o[2..].replace('-', "_")), e.detail())
+        }
+        _ => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_errors_name_plan_keys() {
+        let e = as_plan_key(Error::usage(
+            Some("--block-size"),
+            "3M is not a power of two",
+        ));
+        assert_eq!(e.to_string(), "block_size: 3M is not a power of two");
+        let e = as_plan_key(Error::usage(Some("SOURCE_DATE_EPOCH"), "x"));
+        assert_eq!(e.to_string(), "SOURCE_DATE_EPOCH: x");
+    }
 }

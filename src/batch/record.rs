@@ -302,6 +302,15 @@ pub fn written_by_vdconv(path: &Path) -> bool {
         && &footer[28..32] == crate::vhd::footer::CREATOR_APP
 }
 
+/// The error for a file at a record's name that is not a record.
+pub fn foreign_record(path: &Path) -> Error {
+    Error::output(
+        ErrorKind::Exists,
+        path,
+        "is not a vdconv batch record, and the batch keeps its record for this output there; move it away",
+    )
+}
+
 /// The error for an output that exists with no record and not written by vdconv.
 pub fn foreign_output(dst: &Path) -> Error {
     Error::output(
