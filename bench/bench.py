@@ -277,6 +277,8 @@ def batch_rows(a):
     if a.detail:
         for n in names:
             print("  batch %s: %s" % (n, " ".join("%.3f/%.3f" % (x[0], x[2]) for x in runs[n])), file=sys.stderr)
+    for f in os.listdir(out_dir):
+        os.remove(os.path.join(out_dir, f))
     med = {n: statistics.median(x[0] for x in runs[n]) for n in names}
     best = {n: min(x[0] for x in runs[n]) for n in names}
     print()
