@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
 use crate::output::{HolePolicy, Output};
 use crate::plan::{ConvertPlan, DiskType, OutputFormat, SparseMode};
+use crate::reflink::ReflinkMode;
 use crate::report::SCHEMA_VERSION;
 use crate::sink::ImageWriter;
 use crate::target::Target;
@@ -24,7 +25,7 @@ use crate::{vhd, vhdx};
 
 /// Bytes of the virtual disk handled at a time: the memory the pipeline holds, whatever
 /// the output's block size.
-const CHUNK: u64 = 1 << 20;
+pub(crate) const CHUNK: u64 = 1 << 20;
 
 /// What a long run is doing, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -133,7 +134,10 @@ pub(crate) fn create_writer(
         },
         fill: plan.sparse == SparseMode::Never,
     };
-    let out = std::sync::Arc::new(Output::create(&plan.destination, plan.force, holes)?);
+    // Refuses a folder DST or an unwritable folder before a byte is written.
+    let mut out = Output::create(&plan.destination, plan.force, holes)?;
+    out.set_reflink(plan.reflink);
+    let out = std::sync::Arc::new(out);
     let writer: Box<dyn ImageWriter> = match (plan.format, plan.disk_type) {
         (OutputFormat::Vhd, DiskType::Fixed) => {
             Box::new(vhd::write::FixedVhdWriter::new(out.clone(), size))
@@ -169,17 +173,20 @@ pub fn convert_staged(
     refuse_input_as_output(src, dst)?;
     let source_size = src.virtual_size();
     let size = plan.output_size(source_size)?;
-    check_free_space(src, plan, size, cancel)?;
+    // The temporary file first, then the space: both refused before a byte is written.
     let (out, writer) = create_writer(plan, size)?;
+    check_free_space(src, plan, size, cancel)?;
     // The output's contents are hashed in the same pass, zeros included, for --verify
     // and for reproducible ids.
     let hashing = plan.verify || plan.reproducible_time.is_some();
     let mut hasher = hashing.then(Sha256::new);
     let mut source_hash: Option<[u8; 32]> = None;
     // Fixed outputs take flat data as it is: the kernel copies it (unless every zero
-    // must become a hole, which means reading it).
-    let offload =
-        plan.disk_type == DiskType::Fixed && !hashing && plan.sparse != SparseMode::Always;
+    // must become a hole, which means reading it). When the data is read anyway to hash
+    // it, copies are still worth offering while they may share blocks (--reflink).
+    let offload = plan.disk_type == DiskType::Fixed
+        && plan.sparse != SparseMode::Always
+        && (!hashing || out.may_share());
     tracing::info!(
         "converting {source_size} bytes into a {} {} of {size} bytes (kernel copies {}, verify {})",
         match plan.disk_type {
@@ -195,8 +202,25 @@ pub fn convert_staged(
         let mut buf = vec![0u8; CHUNK as usize];
         let mut runs: Vec<Run> = Vec::new();
         let mut offset = 0u64;
+        // Where the data run the last look-ahead found ends: no need to look again before.
+        let mut data_until = 0u64;
         while offset < size {
             cancel.check()?;
+            if hasher.is_none() && offset >= data_until {
+                // Whole chunks the source maps as zero need no work: skip them in one step,
+                // so an empty multi-TiB disk costs a map lookup, not millions of chunks.
+                let (skip, data_end) = zero_chunks_ahead(src, offset, source_size, size)?;
+                data_until = data_end;
+                if skip > 0 {
+                    offset += skip;
+                    progress(Progress {
+                        phase: Phase::Convert,
+                        done: offset,
+                        total: size,
+                    });
+                    continue;
+                }
+            }
             let len = CHUNK.min(size - offset);
             // The part of this chunk the source covers; the rest is padding.
             let from_source = source_size.saturating_sub(offset).min(len);
@@ -207,11 +231,24 @@ pub fn convert_staged(
             }
             let has_data = runs.iter().any(|r| r.kind == RunKind::Data);
             crate::disk::prefetch_ahead(src, offset, CHUNK);
-            if offload && has_data && offload_ok.load(Ordering::Relaxed) {
-                if let Some(copies) = copy_jobs(src, &runs) {
-                    for job in copies {
-                        send(job)?;
-                    }
+            let copies = if offload
+                && has_data
+                && offload_ok.load(Ordering::Relaxed)
+                && (hasher.is_none() || out.may_share())
+            {
+                copy_jobs(src, &runs)
+            } else {
+                None
+            };
+            if plan.reflink == ReflinkMode::Always && has_data && copies.is_none() {
+                return Err(not_shareable(dst, offset));
+            }
+            let copied = copies.is_some();
+            if let Some(copies) = copies {
+                for job in copies {
+                    send(job)?;
+                }
+                if hasher.is_none() {
                     offset += len;
                     progress(Progress {
                         phase: Phase::Convert,
@@ -234,7 +271,7 @@ pub fn convert_staged(
                 }
                 h.update(&*data);
             }
-            if has_data && !is_zero(data) {
+            if !copied && has_data && !is_zero(data) {
                 buf = send(Job::Write {
                     offset,
                     buf,
@@ -251,6 +288,16 @@ pub fn convert_staged(
         }
         cancel.check()
     })?;
+    if offload {
+        // Which copy path ran, for -v: what was not shared or copied by the kernel went
+        // through this process.
+        let (shared, kernel, _) = out.copy_paths();
+        tracing::info!(
+            "data: {shared} bytes shared (FICLONERANGE, --reflink {}), {kernel} bytes copied by copy_file_range, {} bytes read and written",
+            plan.reflink.name(),
+            written.saturating_sub(shared + kernel)
+        );
+    }
     let content: Option<[u8; 32]> = hasher.map(|h| h.finalize().into());
     let identity = match (plan.reproducible_time, content) {
         (Some(time), Some(digest)) => {
@@ -294,6 +341,17 @@ pub fn convert_staged(
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok(Staged::new(out, report))
+}
+
+/// `--reflink always` met data it cannot share.
+fn not_shareable(dst: &Path, offset: u64) -> Error {
+    Error::output(
+        ErrorKind::OutputIo,
+        dst,
+        format!(
+            "--reflink always: the data at virtual offset {offset} is not stored as it is in one file (a sparse or compressed extent, or a copy the file systems refused), so its blocks cannot be shared; use --reflink auto"
+        ),
+    )
 }
 
 /// The seed reproducible ids derive from: the content and everything about the output.
@@ -415,6 +473,30 @@ fn convert_in_place(
     })
 }
 
+/// How far from `offset` (a chunk boundary) whole chunks read as zeros, from the source's
+/// map looked at up to LOOKAHEAD bytes ahead (past the source's end is padding, zeros too);
+/// and where the first data run found ends, so the caller need not look again before it.
+fn zero_chunks_ahead(
+    src: &mut dyn Disk,
+    offset: u64,
+    source_size: u64,
+    size: u64,
+) -> Result<(u64, u64)> {
+    const LOOKAHEAD: u64 = 1 << 30;
+    let end = size.min(offset.saturating_add(LOOKAHEAD));
+    let mut zero_end = end;
+    let mut data_end = offset;
+    if offset < source_size {
+        let mut runs = Vec::new();
+        src.map(offset, source_size.min(end) - offset, &mut runs)?;
+        if let Some(r) = runs.iter().find(|r| r.kind == RunKind::Data) {
+            zero_end = r.offset;
+            data_end = r.offset + r.len;
+        }
+    }
+    Ok(((zero_end - offset) / CHUNK * CHUNK, data_end))
+}
+
 /// The chunk's data runs as kernel copies, when a single file holds each of them.
 fn copy_jobs(src: &dyn Disk, runs: &[Run]) -> Option<Vec<Job>> {
     runs.iter()
@@ -433,7 +515,12 @@ fn copy_jobs(src: &dyn Disk, runs: &[Run]) -> Option<Vec<Job>> {
 
 /// Fills `data` (virtual bytes from `offset`) from `runs`: data ranges are read, the
 /// rest are zeros without reading.
-fn read_runs(src: &mut dyn Disk, runs: &[Run], offset: u64, data: &mut [u8]) -> Result<()> {
+pub(crate) fn read_runs(
+    src: &mut dyn Disk,
+    runs: &[Run],
+    offset: u64,
+    data: &mut [u8],
+) -> Result<()> {
     for r in runs {
         let at = (r.offset - offset) as usize;
         let piece = &mut data[at..at + r.len as usize];

@@ -83,6 +83,14 @@ pub fn convert(args: &ConvertArgs, cancel: &Cancel) -> Result<Option<u8>, Error>
         }
         return Ok(None);
     };
+    if vdconv::stream_out::is_stream(&args.dst) {
+        // An export's images are put in place only once every digest matched; what went
+        // to stdout could not be taken back.
+        return Err(Error::usage(
+            None,
+            "an export (or a pipe) cannot be converted to standard output: name a file, or a folder for several disks",
+        ));
+    }
     if args.common.allow_outside_paths {
         return Err(Error::usage(
             Some("--allow-outside-paths"),

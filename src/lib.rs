@@ -20,20 +20,23 @@
 //! ```
 //!
 //! Layers, lowest first; each imports only from those before it:
-//! 1. [`error`], [`rules`], [`cancel`], [`size`], [`zero`], [`identity`];
+//! 1. [`error`], [`rules`], [`cancel`], [`size`], [`zero`], [`identity`], [`threads`];
 //! 2. [`disk`]: the reader contract, input files, the `info` record;
 //! 3. formats: [`vmdk`], [`vhd`], [`vhdx`], [`raw`], [`partition`], [`guest`] (none imports
-//!    another, nor anything below), and [`sink`], the contract writers write through;
+//!    another, nor anything below), [`sink`], the contract writers write through, and
+//!    [`reflink`], block sharing between files;
 //! 4. [`output`]: the destination file;
-//! 5. the pipeline: [`target`], [`plan`], [`convert`], [`compare`], [`check`], [`info`],
-//!    [`report`], [`stream_convert`] (one pass over a disk read front to back), and
-//!    [`export`] (OVA and OVF packages: their disks converted and described).
+//! 5. the pipeline: [`target`], [`plan`], [`convert`], [`stream_out`], [`compare`],
+//!    [`check`], [`info`], [`report`], [`batch`] above `convert`, [`stream_convert`] (one
+//!    pass over a disk read front to back), and [`export`] (OVA and OVF packages: their
+//!    disks converted and described).
 
 pub mod cancel;
 pub mod error;
 pub mod identity;
 pub mod rules;
 pub mod size;
+pub mod threads;
 pub mod zero;
 
 pub mod disk;
@@ -43,6 +46,7 @@ pub mod guest;
 pub mod ova;
 pub mod partition;
 pub mod raw;
+pub mod reflink;
 pub mod sink;
 pub mod vhd;
 pub mod vhdx;
@@ -50,6 +54,7 @@ pub mod vmdk;
 
 pub mod output;
 
+pub mod batch;
 pub mod check;
 pub mod compare;
 pub mod convert;
@@ -58,6 +63,7 @@ pub mod info;
 pub mod plan;
 pub mod report;
 pub mod stream_convert;
+pub mod stream_out;
 pub mod target;
 
 use std::path::Path;

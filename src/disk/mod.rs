@@ -69,7 +69,7 @@ pub fn push_run(out: &mut Vec<Run>, offset: u64, len: u64, kind: RunKind) {
 }
 
 /// A readable virtual disk. Implementations provide `map_range` and `read_range` for
-/// ranges that lie inside the disk; callers use [`Disk::map`] and [`Disk::read_at`] (on
+/// ranges that lie inside the disk; callers use `map` and `read_at` (on
 /// `dyn Disk`), which enforce that contract, so no reader is ever asked about bytes past
 /// the disk's end.
 pub trait Disk: Send {
@@ -124,6 +124,12 @@ pub trait Disk: Send {
 
     /// Every file this disk reads from (the destination must be none of them).
     fn files(&self) -> Vec<PathBuf>;
+
+    /// The content id the image records, which changes whenever its contents do (a VMDK's
+    /// CID): lets a batch tell that a source it converted before is still the same.
+    fn content_id(&self) -> Option<String> {
+        None
+    }
 }
 
 impl dyn Disk + '_ {
