@@ -91,9 +91,8 @@ pub fn convert_stream<R: Read>(
     let hashing = plan.verify || plan.reproducible_time.is_some();
     let grain = src.grain_bytes();
     let per_batch = (BATCH / grain).max(1);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
+    // This conversion's share of the cores (all of them, unless a batch shares them).
+    let workers = crate::threads::per_conversion().clamp(1, 8);
     tracing::info!(
         "converting {source_size} bytes front to back into {} ({workers} inflating threads)",
         dst.display()

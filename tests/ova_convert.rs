@@ -204,6 +204,7 @@ fn vdconv_piped(input: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
         .expect("run vdconv");
     let _ = cat.kill();
     let _ = cat.wait();
+    common::check_documents(args, &out);
     out
 }
 
@@ -307,7 +308,7 @@ fn one_disk_bios_sha256_from_a_file_and_a_pipe() {
     assert_eq!(r["suggested_target"], "hyperv-gen1");
     assert_eq!(r["files"], serde_json::json!([out.display().to_string()]));
     assert_eq!(r["disks"][0]["disk_id"], "vmdisk1");
-    assert_eq!(r["disks"][0]["virtual_size"], 5 * MIB);
+    assert_eq!(r["disks"][0]["report"]["virtual_size"], 5 * MIB);
     assert_eq!(r["disks"][0]["controller"]["controller"], "scsi");
     assert_eq!(
         r["manifest"]["verified"],
@@ -326,7 +327,7 @@ fn one_disk_bios_sha256_from_a_file_and_a_pipe() {
     let verified = tmp.path().join("verified.vhdx");
     let o = vdconv(&[&"convert", &"--verify", &"--json", &ova, &verified]);
     ok(&o);
-    assert_eq!(json(&o)["disks"][0]["verified"], true);
+    assert_eq!(json(&o)["disks"][0]["report"]["verified"], true);
     assert_eq!(
         check_against_qemu(&verified, "vhdx", unpacked, tmp.path()),
         from_file

@@ -149,7 +149,7 @@ pub struct ExportDiskReport {
     pub capacity: u64,
     /// Where the VM attaches it.
     pub controller: Option<Attachment>,
-    #[serde(flatten)]
+    /// The disk's conversion, as `convert --json` reports one image.
     pub report: ConvertReport,
 }
 
