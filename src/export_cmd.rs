@@ -202,18 +202,20 @@ pub fn info(args: &InfoArgs, cancel: &Cancel) -> Result<Option<u8>, Error> {
     if args.common.input_format.is_some() {
         return Ok(None);
     }
+    // info reads files in place: a pipe is never opened (a FIFO with no writer would
+    // hang); the image path refuses FIFOs and sockets saying what they are.
+    if args.img.as_os_str() == "-" {
+        return Err(Error::usage(
+            None,
+            "info reads a file in place, not standard input; save what the pipe carries to a file first",
+        ));
+    }
+    if export::is_stream(&args.img) {
+        return Ok(None);
+    }
     let kind = match export::sniff(&args.img)? {
-        None => return Ok(None),
+        None | Some(Input::Stream(_)) => return Ok(None),
         Some(Input::Package(kind)) => kind,
-        Some(Input::Stream(_)) => {
-            return Err(Error::usage(
-                None,
-                format!(
-                    "{}: info reads a file in place; save what the pipe carries to a file first",
-                    args.img.display()
-                ),
-            ));
-        }
     };
     let info = export::describe(&args.img, kind, cancel)?;
     if args.common.json {
