@@ -50,6 +50,14 @@ pub struct Common {
     /// Read files no signature matches as raw disk images.
     #[arg(short = 'f', long = "input-format", value_enum)]
     pub input_format: Option<InputFormatArg>,
+    /// The parent of the snapshot delta or differencing disk given (compare: of A),
+    /// instead of the one it records.
+    #[arg(long, value_name = "FILE")]
+    pub parent: Option<PathBuf>,
+    /// Read a chain whose links disagree (a delta's parentCID that is not its parent's
+    /// CID, another parent id) with a warning instead of refusing it.
+    #[arg(long)]
+    pub ignore_cid: bool,
 }
 
 #[derive(Args, Debug)]

@@ -25,7 +25,8 @@
 //! 3. formats: [`vmdk`], [`vhd`], [`vhdx`], [`raw`], [`partition`], [`guest`] (none imports
 //!    another, nor anything below), and [`sink`], the contract writers write through;
 //! 4. [`output`]: the destination file;
-//! 5. the pipeline: [`target`], [`plan`], [`convert`], [`compare`], [`check`], [`info`],
+//! 5. [`chain`]: opening an image with its parents;
+//! 6. the pipeline: [`target`], [`plan`], [`convert`], [`compare`], [`check`], [`info`],
 //!    [`report`].
 
 pub mod cancel;
@@ -49,6 +50,7 @@ pub mod vmdk;
 
 pub mod output;
 
+pub mod chain;
 pub mod check;
 pub mod compare;
 pub mod convert;
@@ -64,21 +66,10 @@ pub use detect::Format;
 pub use disk::{Disk, OpenOptions};
 pub use error::{Error, ErrorKind, ExitClass, Result};
 
-use disk::InputFile;
-
 /// Opens an image, detecting its format from its content (never from its name). With
-/// `options.raw_fallback`, a file no signature matches is read as a raw disk image.
+/// `options.raw_fallback`, a file no signature matches is read as a raw disk image. A
+/// snapshot delta or differencing disk is opened with its parents, as one flattened disk
+/// ([`chain`]).
 pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Disk>> {
-    let file = InputFile::open(path)?;
-    let format = if options.raw_fallback {
-        detect::identify(&file)?.unwrap_or(Format::Raw)
-    } else {
-        detect::detect(&file)?
-    };
-    Ok(match format {
-        Format::Vhdx => Box::new(vhdx::read::VhdxDisk::open(file)?),
-        Format::Vhd => Box::new(vhd::read::VhdDisk::open(file)?),
-        Format::Raw => Box::new(raw::RawDisk::open(file)),
-        vmdk => Box::new(vmdk::VmdkDisk::open(file, vmdk, options)?),
-    })
+    chain::open(path, options)
 }

@@ -140,6 +140,8 @@ fn open_options(common: &cli::Common, cancel: &Cancel) -> OpenOptions {
         allow_outside_paths: common.allow_outside_paths,
         cancel: cancel.clone(),
         raw_fallback: common.input_format.is_some(),
+        parent: common.parent.clone(),
+        ignore_cid: common.ignore_cid,
     }
 }
 
@@ -262,7 +264,12 @@ fn run_check(args: &CheckArgs, cancel: &Cancel) -> Outcome {
 fn run_compare(args: &CompareArgs, cancel: &Cancel) -> Outcome {
     let options = open_options(&args.common, cancel);
     let mut a = vdconv::open(&args.a, &options)?;
-    let mut b = vdconv::open(&args.b, &options)?;
+    // --parent names A's parent only.
+    let options_b = OpenOptions {
+        parent: None,
+        ..options
+    };
+    let mut b = vdconv::open(&args.b, &options_b)?;
     warn_all(args.common.quiet, a.warnings());
     warn_all(args.common.quiet, b.warnings());
     let total = a.virtual_size().min(b.virtual_size());

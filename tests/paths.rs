@@ -143,7 +143,10 @@ fn in_place_refuses_and_says_why() {
     let desc = flat_descriptor(dir.path(), "x.vmdk", "x-flat.vmdk", 8);
     let cases: [(&[&str], &str); 4] = [
         (&["x.vhdx"], "makes a fixed VHD only"),
-        (&["x.vhd", "--type", "dynamic"], "does not go with --in-place"),
+        (
+            &["x.vhd", "--type", "dynamic"],
+            "does not go with --in-place",
+        ),
         (&["x.vhd", "--verify"], "nothing to verify"),
         (&["x.vhd"], "8192 bytes but its extent is 4096"),
     ];
