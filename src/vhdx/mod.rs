@@ -2,6 +2,7 @@
 
 pub mod bat;
 pub mod format;
+pub mod locator;
 pub mod log;
 pub mod read;
 pub mod write;
