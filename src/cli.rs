@@ -99,6 +99,10 @@ pub struct ConvertArgs {
     /// Read the result back and check it against the source before putting it in place.
     #[arg(long)]
     pub verify: bool,
+    /// Write a snapshot chain as a chain: the base as DST, each delta as a differencing
+    /// disk beside it (.avhdx, or .vhd), named after its own file.
+    #[arg(long)]
+    pub keep_chain: bool,
     /// Replace DST if it exists.
     #[arg(long)]
     pub force: bool,

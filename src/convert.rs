@@ -73,7 +73,8 @@ pub struct ConvertReport {
     /// SHA-256 of the source's virtual contents, when verified (differs from `sha256`
     /// only when the size was rounded up).
     pub source_sha256: Option<String>,
-    /// Every file written (one, until chains are kept).
+    /// Every file written: DST, and with --keep-chain each differencing child after its
+    /// parent (the last is the top of the chain, the disk to attach).
     pub files: Vec<PathBuf>,
     /// Anomalies tolerated in the source and advice for the target.
     pub warnings: Vec<String>,
@@ -91,6 +92,20 @@ pub fn convert(
     if plan.in_place {
         return convert_in_place(src, plan, cancel);
     }
+    let (report, out) = convert_uncommitted(src, plan, cancel, progress)?;
+    out.commit()?;
+    Ok(report)
+}
+
+/// Writes the output as `convert` does, under its temporary name, and returns it not yet
+/// in place: the caller commits it (`--keep-chain` commits every file of a chain
+/// together). Dropping it removes the temporary file.
+pub(crate) fn convert_uncommitted(
+    src: &mut dyn Disk,
+    plan: &ConvertPlan,
+    cancel: &Cancel,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(ConvertReport, std::sync::Arc<Output>)> {
     let started = Instant::now();
     let dst = plan.destination.as_path();
     refuse_input_as_output(src, dst)?;
@@ -221,9 +236,8 @@ pub fn convert(
         .map_err(|e| Error::output_io(dst, "the file's metadata", e))?
         .len();
     cancel.check()?;
-    out.commit()?;
     let sha256 = verified.and(content).map(|d| hex(&d));
-    Ok(ConvertReport {
+    let report = ConvertReport {
         schema_version: SCHEMA_VERSION,
         source: src.path().display().to_string(),
         destination: dst.to_path_buf(),
@@ -242,7 +256,8 @@ pub fn convert(
         files: vec![dst.to_path_buf()],
         warnings: src.warnings().to_vec(),
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    Ok((report, out))
 }
 
 /// The seed reproducible ids derive from: the content and everything about the output.

@@ -26,8 +26,8 @@
 //!    another, nor anything below), and [`sink`], the contract writers write through;
 //! 4. [`output`]: the destination file;
 //! 5. [`chain`]: opening an image with its parents;
-//! 6. the pipeline: [`target`], [`plan`], [`convert`], [`compare`], [`check`], [`info`],
-//!    [`report`].
+//! 6. the pipeline: [`target`], [`plan`], [`convert`], [`keep_chain`], [`compare`],
+//!    [`check`], [`info`], [`report`].
 
 pub mod cancel;
 pub mod error;
@@ -55,6 +55,7 @@ pub mod check;
 pub mod compare;
 pub mod convert;
 pub mod info;
+pub mod keep_chain;
 pub mod plan;
 pub mod report;
 pub mod target;

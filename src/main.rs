@@ -203,12 +203,16 @@ fn request(args: &ConvertArgs) -> Result<ConvertRequest, Error> {
         verify: args.verify,
         force: args.force,
         reproducible_time,
+        keep_chain: args.keep_chain,
     })
 }
 
 fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
     let common = &args.common;
     let plan = ConvertPlan::new(&args.dst, &request(args)?)?;
+    if plan.keep_chain {
+        return run_keep_chain(args, &plan, cancel);
+    }
     let mut disk = vdconv::open(&args.src, &open_options(common, cancel))?;
     let mut advice = Vec::new();
     if let Some(t) = plan.target {
@@ -240,6 +244,37 @@ fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
             std::io::stderr(),
             "vdconv: wrote {} ({} bytes virtual, {} bytes of data) in {:.2}s{verified}",
             report.destination.display(),
+            report.virtual_size,
+            report.data_bytes_written,
+            report.seconds
+        );
+    }
+    Ok(0)
+}
+
+/// `convert --keep-chain`: the chain's files written together.
+fn run_keep_chain(args: &ConvertArgs, plan: &ConvertPlan, cancel: &Cancel) -> Outcome {
+    let common = &args.common;
+    let mut chain = vdconv::chain::open_chain(&args.src, &open_options(common, cancel))?;
+    warn_all(common.quiet, vdconv::Disk::warnings(&chain));
+    let mut reporter = Reporter::new(args.progress, common.quiet, &args.src.display().to_string());
+    let result = vdconv::keep_chain::convert_keep_chain(&mut chain, plan, cancel, &mut |p| {
+        reporter.update(p)
+    });
+    reporter.finish();
+    let report = result?;
+    if common.json {
+        print_json(&report)?;
+    } else if !common.quiet {
+        let files: Vec<String> = report
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        let _ = writeln!(
+            std::io::stderr(),
+            "vdconv: wrote {} ({} bytes virtual, {} bytes of data) in {:.2}s",
+            files.join(" <- "),
             report.virtual_size,
             report.data_bytes_written,
             report.seconds
