@@ -71,7 +71,12 @@ pub fn open_file(file: InputFile, options: &OpenOptions) -> Result<Box<dyn Disk>
     open_format(file, format, options)
 }
 
-fn open_format(file: InputFile, format: Format, options: &OpenOptions) -> Result<Box<dyn Disk>> {
+/// Opens an input file as `format`.
+pub fn open_format(
+    file: InputFile,
+    format: Format,
+    options: &OpenOptions,
+) -> Result<Box<dyn Disk>> {
     Ok(match format {
         Format::Vhdx => Box::new(vhdx::read::VhdxDisk::open(file)?),
         Format::Vhd => Box::new(vhd::read::VhdDisk::open(file)?),
@@ -372,7 +377,15 @@ impl Recorded {
             && stripped.as_bytes()[0].is_ascii_alphabetic()
             && stripped.as_bytes()[1] == b':';
         let windows = text.contains('\\') || drive;
-        let unified = stripped.replace('\\', "/");
+        // `.` components say nothing ("./parent.vhd" is "parent.vhd").
+        let slashed = stripped.replace('\\', "/");
+        let unified = slashed
+            .split('/')
+            .enumerate()
+            .filter(|(i, c)| *c != "." && (*i == 0 || !c.is_empty()))
+            .map(|(_, c)| c)
+            .collect::<Vec<_>>()
+            .join("/");
         Recorded {
             absolute: drive || unified.starts_with('/') || text.starts_with(r"\\"),
             windows,
@@ -416,7 +429,8 @@ mod tests {
         assert_eq!(r.base_name(), Some("sql.vmdk"));
         let r = Recorded::parse(r".\parent.vhdx");
         assert!(!r.absolute && r.windows);
-        assert_eq!(r.unified, "./parent.vhdx");
+        assert_eq!(r.unified, "parent.vhdx");
+        assert_eq!(Recorded::parse("/a//b/./c").unified, "/a/b/c");
         let r = Recorded::parse(r"\\?\Volume{26A21BDA-A627-11D7-9931-806E6F6E6963}\p\x.vhdx");
         assert!(r.absolute);
         assert_eq!(r.base_name(), Some("x.vhdx"));

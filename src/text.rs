@@ -81,6 +81,24 @@ pub fn info(report: &InfoReport) -> String {
                 .unwrap_or_default()
         );
     }
+    if report.chain.len() > 1 {
+        let _ = writeln!(out, "chain: {} links, top first", report.chain.len());
+        for (i, l) in report.chain.iter().enumerate() {
+            let ids = match (&l.id, &l.parent_id) {
+                (Some(id), Some(p)) => {
+                    format!(", {} {id}, parent's {p}", l.id_kind.unwrap_or("id"))
+                }
+                (Some(id), None) => format!(", {} {id}", l.id_kind.unwrap_or("id")),
+                (None, Some(p)) => format!(", parent's {p}"),
+                (None, None) => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {i}: {} ({} {}{ids}), {} bytes allocated",
+                l.file, l.format, l.layout, l.allocated_bytes
+            );
+        }
+    }
     if let Some(t) = &report.partitions {
         let _ = writeln!(
             out,
