@@ -291,7 +291,7 @@ pub fn find_parent(
         if base != name.unified {
             if let Ok(f) = folder.open(Path::new(base), true) {
                 warnings.push(format!(
-                    "{}: its parent is recorded as {:?} ({}); using {}, the file of that name in its folder",
+                    "{}: its parent is recorded as \"{}\" ({}); using {}, the file of that name in its folder",
                     child.display(),
                     hint.path,
                     hint.key,
@@ -304,7 +304,7 @@ pub fn find_parent(
             && let Ok(f) = folder.open(Path::new(&found), true)
         {
             warnings.push(format!(
-                "{}: its parent is recorded as {:?} ({}); using {}, whose name differs only in case",
+                "{}: its parent is recorded as \"{}\" ({}); using {}, whose name differs only in case",
                 child.display(),
                 hint.path,
                 hint.key,
@@ -320,14 +320,14 @@ pub fn find_parent(
         return Err(Error::refused(
             child,
             format!(
-                "its parent is recorded as {path:?}, outside its folder, and no file of that name is beside it; pass --allow-outside-paths to read it there, or name it with --parent"
+                "its parent is recorded as \"{path}\", outside its folder, and no file of that name is beside it; pass --allow-outside-paths to read it there, or name it with --parent"
             ),
         ));
     }
     let recorded = link
         .hints
         .iter()
-        .map(|h| format!("{:?} ({})", h.path, h.key))
+        .map(|h| format!("\"{}\" ({})", h.path, h.key))
         .collect::<Vec<_>>()
         .join(", ");
     Err(Error::missing_parent(
@@ -344,18 +344,18 @@ fn refuse(child: &Path, hint: &ParentHint, e: OpenError) -> Error {
         OpenError::Escapes => Error::refused(
             child,
             format!(
-                "its parent {:?} ({}) leads outside its folder (an absolute name, '..', or a link); pass --allow-outside-paths if you trust this image, or name the parent with --parent",
+                "its parent \"{}\" ({}) leads outside its folder (an absolute name, '..', or a link); pass --allow-outside-paths if you trust this image, or name the parent with --parent",
                 hint.path, hint.key
             ),
         ),
         OpenError::NotRegular(what) => Error::refused(
             child,
             format!(
-                "its parent {:?} ({}) is {what}, not a regular file (devices are never read)",
+                "its parent \"{}\" ({}) is {what}, not a regular file (devices are never read)",
                 hint.path, hint.key
             ),
         ),
-        OpenError::Io(e) => Error::input_io(child, format!("its parent {:?}", hint.path), e),
+        OpenError::Io(e) => Error::input_io(child, format!("its parent \"{}\"", hint.path), e),
     }
 }
 

@@ -293,7 +293,7 @@ pub fn convert_keep_chain(
                     .chain_update(plan.format.name())
                     .chain_update(size.to_le_bytes())
                     .chain_update(block_size.to_le_bytes())
-                    .chain_update(path.as_os_str().as_encoded_bytes())
+                    .chain_update(path.file_name().unwrap_or_default().as_encoded_bytes())
                     .finalize()
                     .into();
                 Identity::reproducible(seed, time)
