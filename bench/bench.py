@@ -6,6 +6,11 @@ VHDX with both tools, alternating them, RUNS timed runs each after a warm-up, ou
 /dev/shm so disk writeback does not dominate, and prints for each case the median and best
 wall times, the ratios vdconv/qemu-img and both tools' peak RSS (/usr/bin/time -v).
 
+The chain rows flatten a 3-deep snapshot chain (the monolithicSparse disk as the base,
+three qemu-made deltas over it, each rewriting 1 MiB pieces spread over the disk, the
+last also zeroing some of its parent's data with zeroed grains): vdconv reads it as one
+disk, qemu-img convert follows the backing files.
+
 Usage: python3 bench/bench.py [--runs N] [--corpus DIR] [--only SUBSTRING] [--quick] [--cold] [--detail]
   --quick   a 256 MiB corpus instead of 2 GiB (for trying changes; not for the record)
   --cold    evict the source from the page cache before every run (a first conversion)
@@ -76,7 +81,37 @@ def build_corpus(d, size):
             os.remove(sources["empty-2TiB-sparse"])
         sh("qemu-img", "create", "-f", "vmdk", sources["empty-2TiB-sparse"], "2T")
         open(stamp, "w").close()
+    sources["chain-3-deep"] = build_chain(d, size)
     return sources
+
+
+def build_chain(d, size):
+    """sparse.vmdk <- chain-1 <- chain-2 (twoGbMaxExtentSparse) <- chain-3: each delta
+    writes a 1 MiB piece every 8 MiB (at its own phase), and chain-3 also zeroes a 1 MiB
+    piece every 32 MiB of what is below (zeroed grains). Returns the top."""
+    links = [os.path.join(d, "chain-%d.vmdk" % i) for i in (1, 2, 3)]
+    stamp = os.path.join(d, "stamp-chain-%d" % size)
+    if os.path.exists(stamp):
+        return links[-1]
+    print("building the 3-deep chain in %s ..." % d, file=sys.stderr)
+    for path in links:
+        for f in os.listdir(d):
+            if f.startswith(os.path.basename(path)[:-5]):
+                os.remove(os.path.join(d, f))
+    parents = ["sparse.vmdk", "chain-1.vmdk", "chain-2.vmdk"]
+    options = ["zeroed_grain=on", "subformat=twoGbMaxExtentSparse", "zeroed_grain=on"]
+    mib = size // MIB
+    for i, (path, parent, opt) in enumerate(zip(links, parents, options)):
+        sh("qemu-img", "create", "-q", "-f", "vmdk", "-o", opt, "-b", parent, "-F", "vmdk", path)
+        cmds = []
+        for at in range(i * 3, mib, 8):
+            cmds += ["-c", "write -q -P %d %dM 1M" % (0x40 + 16 * i + at % 13, at)]
+        if i == 2:
+            for at in range(5, mib, 32):
+                cmds += ["-c", "write -q -z %dM 1M" % at]
+        sh("qemu-io", "-f", "vmdk", *cmds, path)
+    open(stamp, "w").close()
+    return links[-1]
 
 
 CASES = [
@@ -88,6 +123,8 @@ CASES = [
     ("monolithicFlat", "fixed VHD", ["-O", "vhd", "--type", "fixed"], ["-O", "vpc", "-o", "subformat=fixed"], "vhd"),
     ("monolithicFlat", "dynamic VHDX", ["-O", "vhdx"], ["-O", "vhdx"], "vhdx"),
     ("empty-2TiB-sparse", "dynamic VHDX", ["-O", "vhdx"], ["-O", "vhdx"], "vhdx"),
+    ("chain-3-deep", "dynamic VHDX", ["-O", "vhdx"], ["-O", "vhdx"], "vhdx"),
+    ("chain-3-deep", "dynamic VHD", ["-O", "vhd"], ["-O", "vpc"], "vhd"),
 ]
 
 
@@ -145,6 +182,10 @@ def main():
         qcmd = ["qemu-img", "convert", "-f", "vmdk"] + qargs + [src, out]
         # Every file the source reads: the flat extent sits beside its descriptor.
         cold = [src] + ([os.path.join(os.path.dirname(src), "flat-flat.vmdk")] if src_key == "monolithicFlat" else [])
+        if src_key == "chain-3-deep":
+            folder = os.path.dirname(src)
+            cold = [os.path.join(folder, f) for f in os.listdir(folder) if f.startswith("chain-") and f.endswith(".vmdk")]
+            cold.append(sources["monolithicSparse"])
         cold = cold if a.cold else []
         timed(vcmd, out, cold)  # warm-up, both
         timed(qcmd, out, cold)

@@ -18,6 +18,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::cancel::Cancel;
+use crate::compare::content_sha256;
 use crate::convert::{ConvertReport, Phase, Progress, convert_uncommitted};
 use crate::disk::{ChainDisk, Disk, InputFile, Run, RunKind};
 use crate::error::{Error, Result};
@@ -309,6 +310,12 @@ pub fn convert_keep_chain(
         outputs.push((path.clone(), out));
     }
     cancel.check()?;
+    let (verified, sha256) = if plan.verify {
+        let digest = verify_chain(chain, &outputs, cancel, progress)?;
+        (Some(true), Some(crate::compare::hex(&digest)))
+    } else {
+        (None, None)
+    };
     commit_all(&outputs)?;
     let mut warnings = base_report.warnings.clone();
     for w in chain.warnings() {
@@ -323,10 +330,73 @@ pub fn convert_keep_chain(
         files: outputs.iter().map(|(p, _)| p.clone()).collect(),
         data_bytes_written: written,
         file_size,
+        verified,
+        source_sha256: sha256.clone(),
+        sha256,
         warnings,
         seconds: started.elapsed().as_secs_f64(),
         ..base_report
     })
+}
+
+/// --verify: reads the written files back through vdconv's own readers, stacked as the
+/// chain they make (each child's recorded parent identity checked against the file
+/// before it), and compares the SHA-256 of their contents with the source chain's.
+/// Returns the digest.
+fn verify_chain(
+    chain: &mut ChainDisk,
+    outputs: &[(PathBuf, Arc<Output>)],
+    cancel: &Cancel,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<[u8; 32]> {
+    let top = outputs.last().expect("at least the base").0.clone();
+    let total = chain.virtual_size();
+    let mut report = |done| {
+        progress(Progress {
+            phase: Phase::Verify,
+            done,
+            total,
+        })
+    };
+    let expected = content_sha256(chain, cancel, &mut report)?;
+    let failed = |detail: String| Error::verify_failed(&top, detail);
+    let options = crate::disk::OpenOptions {
+        cancel: cancel.clone(),
+        ..Default::default()
+    };
+    let mut layers = Vec::with_capacity(outputs.len());
+    for (name, out) in outputs.iter().rev() {
+        let file = InputFile::open(out.temp_path())?;
+        let disk = crate::chain::open_file(file, &options)
+            .map_err(|e| failed(format!("{} cannot be read back: {e}", name.display())))?;
+        layers.push(disk);
+    }
+    for i in 0..layers.len() - 1 {
+        let link = layers[i].parent().cloned().ok_or_else(|| {
+            failed(format!(
+                "{} names no parent",
+                outputs[outputs.len() - 1 - i].0.display()
+            ))
+        })?;
+        crate::chain::check_link(
+            layers[i].as_ref(),
+            &link,
+            layers[i + 1].as_ref(),
+            false,
+            &mut Vec::new(),
+        )
+        .map_err(|e| failed(format!("the written chain does not link: {e}")))?;
+    }
+    let mut written = ChainDisk::new(layers, Vec::new());
+    let found = content_sha256(&mut written, cancel, &mut report)?;
+    if found != expected {
+        return Err(failed(format!(
+            "contents read back (SHA-256 {}) differ from the source chain ({})",
+            crate::compare::hex(&found),
+            crate::compare::hex(&expected)
+        )));
+    }
+    Ok(found)
 }
 
 /// The path where `name` will be, absolute, as a differencing VHD's W2ku records it.

@@ -325,8 +325,11 @@ fn keep_chain_vhdx_is_the_chain_libvhdi_reads() {
     let chain = qemu_chain();
     let top = chain.top();
     let sha = qemu_sha256(top, "vmdk", chain.dir.path());
-    let (out, report) = keep_chain(top, "disk.vhdx", &[]);
+    let (out, report) = keep_chain(top, "disk.vhdx", &["--verify"]);
     let o = out.path();
+    // --verify read the written chain back through vdconv's readers, linked.
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["sha256"], sha.as_str());
     let files: Vec<PathBuf> = report["files"]
         .as_array()
         .unwrap()
