@@ -54,7 +54,7 @@ pub fn check(file: &InputFile, f: &mut Findings, cancel: &Cancel) -> Result<()> 
 /// A pending log (the current header's LogGuid set): one finding, `vhdx-log-pending`
 /// when it replays (returning the replay), `vhdx-log-corrupt` when it has no valid
 /// sequence to replay.
-fn check_log(file: &InputFile, f: &mut Findings, (at, h): &(u64, Header)) -> Option<LogOverlay> {
+fn check_log(file: &InputFile, f: &mut Findings, (at, h): &Current) -> Option<LogOverlay> {
     if h.log_guid == [0u8; 16] {
         return None;
     }
@@ -97,8 +97,8 @@ fn check_log(file: &InputFile, f: &mut Findings, (at, h): &(u64, Header)) -> Opt
 fn check_headers(
     file: &InputFile,
     f: &mut Findings,
-) -> Result<(Option<FileSpan>, Option<(u64, Header)>)> {
-    let mut valid: Vec<(u64, FileSpan, (u64, Header))> = Vec::new();
+) -> Result<(Option<FileSpan>, Option<Current>)> {
+    let mut valid: Vec<(u64, FileSpan, Current)> = Vec::new();
     for at in [HEADER1_OFFSET, HEADER2_OFFSET] {
         let mut bytes = vec![0u8; HEADER_SIZE];
         file.read_exact_at(&mut bytes, at, "VHDX header")?;
@@ -167,6 +167,8 @@ fn check_headers(
 
 /// (file offset, length) of a region.
 type Region = (u64, u64);
+/// The current header and its file offset.
+type Current = (u64, Header);
 /// (start, end) file offsets.
 type FileSpan = (u64, u64);
 

@@ -200,7 +200,7 @@ mod tests {
     }
 
     impl Mem {
-        fn new(spec: &str) -> Box<dyn Disk> {
+        fn boxed(spec: &str) -> Box<dyn Disk> {
             let bytes = spec
                 .bytes()
                 .map(|b| match b {
@@ -263,7 +263,11 @@ mod tests {
     fn parent_runs_resolve_layer_by_layer() {
         // Top, middle, a base shorter than the rest (its missing tail reads as zeros).
         let mut chain = ChainDisk::new(
-            vec![Mem::new("a..0..."), Mem::new(".b.0c.."), Mem::new("xyzw")],
+            vec![
+                Mem::boxed("a..0..."),
+                Mem::boxed(".b.0c.."),
+                Mem::boxed("xyzw"),
+            ],
             Vec::new(),
         );
         assert_eq!(read_all(&mut chain), "abz0c00");
