@@ -157,7 +157,10 @@ fn partition_tables_and_target_warnings() {
     assert_eq!(t["partitions"][0]["start"], MIB);
     assert_eq!(t["partitions"][0]["size"], 10 * MIB);
     assert_eq!(t["partitions"][0]["bootable"], true);
-    assert_eq!(t["partitions"][1]["type_name"], "NTFS/exFAT");
+    assert_eq!(
+        t["partitions"][1]["type_name"],
+        "Windows basic data (NTFS/exFAT)"
+    );
 
     let v = json(&vdconv(&[&"info", &"--json", &gpt]));
     let t = &v["partitions"];
