@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for a bounded time (not part of CI's test run).
-#   fuzz/run.sh [SECONDS_PER_TARGET]     (default 120)
-# Needs cargo-fuzz (cargo install cargo-fuzz) and a nightly toolchain (rustup
-# toolchain install nightly). Seeds come from fuzz/make_seeds.sh; crashes land in
-# fuzz/artifacts/TARGET/ and become regression tests in tests/fuzz_regressions.rs.
+# Runs fuzz targets for a number of executions each and records what ran in
+# fuzz/RESULTS.md (not part of CI's test run).
+#   fuzz/run.sh [RUNS_PER_TARGET] [TARGET...]     (default 10000000, every target)
+# Needs cargo-fuzz (cargo install cargo-fuzz) and the nightly toolchain. Seeds come from
+# fuzz/make_seeds.sh; crashes land in fuzz/artifacts/TARGET/ and become regression tests
+# in tests/fuzz_regressions.rs.
 set -euo pipefail
 cd "$(dirname "$0")"
-secs=${1:-120}
-[ -d corpus/sparse ] || ./make_seeds.sh
-for t in descriptor sparse stream vhd vhdx vhd_locator vhdx_locator; do
+runs=${1:-10000000}
+shift || true
+all=(descriptor sparse stream vhd vhdx contract cowd sesparse vhdx_log tar ovf manifest hive initramfs vhd_locator vhdx_locator)
+targets=("${@:-${all[@]}}")
+[ -d corpus/contract ] || ./make_seeds.sh
+for t in "${targets[@]}"; do
   max_len=1048576
-  [ "$t" = vhdx ] && max_len=6291456
-  [ "$t" = descriptor ] && max_len=8192
-  case "$t" in *_locator) max_len=65536; mkdir -p "corpus/$t";; esac
-  echo "== $t for ${secs}s"
-  cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -max_len="$max_len" \
-    -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 2>&1 | tail -n 12
+  case "$t" in
+    vhdx|vhdx_log) max_len=6291456 ;;
+    descriptor|manifest) max_len=8192 ;;
+    ovf|vhd_locator|vhdx_locator) max_len=65536 ;;
+  esac
+  echo "== $t: $runs runs"
+  log=$(mktemp)
+  start=$(date +%s)
+  status=ok
+  cargo +nightly fuzz run "$t" "corpus/$t" -- -runs="$runs" -max_len="$max_len" \
+    -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 >"$log" 2>&1 || status=FAILED
+  secs=$(( $(date +%s) - start ))
+  execs=$(awk '/stat::number_of_executed_units/ { print $2 }' "$log" | tail -n 1)
+  tail -n 12 "$log"
+  printf '| %s | %s | %s | %s s | %s |\n' "$(date -u +%F)" "$t" "${execs:-?}" "$secs" "$status" >> RESULTS.md
+  rm -f "$log"
 done

@@ -111,7 +111,6 @@ pub(crate) fn convert_uncommitted(
     refuse_input_as_output(src, dst)?;
     let source_size = src.virtual_size();
     let size = plan.output_size(source_size)?;
-    check_free_space(src, plan, size, cancel)?;
     let holes = HolePolicy {
         piece: match plan.sparse {
             SparseMode::Auto => 64 << 10,
@@ -120,7 +119,10 @@ pub(crate) fn convert_uncommitted(
         },
         fill: plan.sparse == SparseMode::Never,
     };
+    // The temporary file first (a folder DST, an unwritable folder), then the space: both
+    // refused before a byte is written, and the temporary goes with the error.
     let out = std::sync::Arc::new(Output::create(dst, plan.force, holes)?);
+    check_free_space(src, plan, size, cancel)?;
     let writer: Box<dyn ImageWriter> = match (plan.format, plan.disk_type) {
         (OutputFormat::Vhd, DiskType::Fixed) => {
             Box::new(vhd::write::FixedVhdWriter::new(out.clone(), size))
@@ -159,8 +161,25 @@ pub(crate) fn convert_uncommitted(
         let mut buf = vec![0u8; CHUNK as usize];
         let mut runs: Vec<Run> = Vec::new();
         let mut offset = 0u64;
+        // Where the data run the last look-ahead found ends: no need to look again before.
+        let mut data_until = 0u64;
         while offset < size {
             cancel.check()?;
+            if hasher.is_none() && offset >= data_until {
+                // Whole chunks the source maps as zero need no work: skip them in one step,
+                // so an empty multi-TiB disk costs a map lookup, not millions of chunks.
+                let (skip, data_end) = zero_chunks_ahead(src, offset, source_size, size)?;
+                data_until = data_end;
+                if skip > 0 {
+                    offset += skip;
+                    progress(Progress {
+                        phase: Phase::Convert,
+                        done: offset,
+                        total: size,
+                    });
+                    continue;
+                }
+            }
             let len = CHUNK.min(size - offset);
             // The part of this chunk the source covers; the rest is padding.
             let from_source = source_size.saturating_sub(offset).min(len);
@@ -377,6 +396,30 @@ fn convert_in_place(
         warnings: src.warnings().to_vec(),
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// How far from `offset` (a chunk boundary) whole chunks read as zeros, from the source's
+/// map looked at up to LOOKAHEAD bytes ahead (past the source's end is padding, zeros too);
+/// and where the first data run found ends, so the caller need not look again before it.
+fn zero_chunks_ahead(
+    src: &mut dyn Disk,
+    offset: u64,
+    source_size: u64,
+    size: u64,
+) -> Result<(u64, u64)> {
+    const LOOKAHEAD: u64 = 1 << 30;
+    let end = size.min(offset.saturating_add(LOOKAHEAD));
+    let mut zero_end = end;
+    let mut data_end = offset;
+    if offset < source_size {
+        let mut runs = Vec::new();
+        src.map(offset, source_size.min(end) - offset, &mut runs)?;
+        if let Some(r) = runs.iter().find(|r| r.kind == RunKind::Data) {
+            zero_end = r.offset;
+            data_end = r.offset + r.len;
+        }
+    }
+    Ok(((zero_end - offset) / CHUNK * CHUNK, data_end))
 }
 
 /// The chunk's data runs as kernel copies, when a single file holds each of them.

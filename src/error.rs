@@ -321,6 +321,12 @@ impl Error {
         e
     }
 
+    /// This error, naming the format rule it breaks.
+    pub fn with_rule(mut self, rule: &'static Rule) -> Self {
+        self.rule = Some(rule);
+        self
+    }
+
     /// A structure extends past the end of its file.
     pub fn truncated(
         path: &Path,

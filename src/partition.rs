@@ -41,7 +41,6 @@ pub struct Partition {
     pub size: u64,
     /// MBR active flag, or GPT legacy-BIOS-bootable attribute.
     pub bootable: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
 }
 
@@ -60,7 +59,6 @@ pub struct PartitionTable {
     pub partitions: Vec<Partition>,
     /// MBR: boot code present and an active partition; GPT: an EFI system partition.
     pub bootable: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub gpt: Option<GptDetails>,
     /// Problems seen (bad CRCs, partitions past the end of the disk).
     pub problems: Vec<String>,

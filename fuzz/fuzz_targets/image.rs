@@ -3,20 +3,37 @@
 
 use std::path::PathBuf;
 
+use vdconv::{Cancel, OpenOptions};
+
 /// Virtual bytes read per input at most: enough to cross many grains and blocks.
 const READ_LIMIT: u64 = 8 << 20;
 
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vdconv-fuzz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("image")
+/// The input as a file, in memory: one memfd per process, rewritten for each input and
+/// opened through /proc like any path (no disk writes, so many more runs a second).
+pub fn scratch(data: &[u8]) -> PathBuf {
+    use std::io::{Seek, Write};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    use std::sync::OnceLock;
+    static FILE: OnceLock<std::sync::Mutex<std::fs::File>> = OnceLock::new();
+    let file = FILE.get_or_init(|| {
+        // SAFETY: a NUL-terminated name; the descriptor is owned by the File.
+        let fd = unsafe { libc::memfd_create(c"vdconv-fuzz".as_ptr(), 0) };
+        assert!(fd >= 0, "memfd_create");
+        // SAFETY: a fresh descriptor nothing else owns.
+        std::sync::Mutex::new(unsafe { std::fs::File::from_raw_fd(fd) })
+    });
+    let mut f = file.lock().unwrap();
+    f.set_len(0).unwrap();
+    f.rewind().unwrap();
+    f.write_all(data).unwrap();
+    PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()))
 }
 
+#[allow(dead_code)]
 pub fn run(data: &[u8]) {
-    let path = scratch();
-    std::fs::write(&path, data).unwrap();
-    let options = vdconv::OpenOptions::default();
-    if let Ok(mut disk) = vdconv::open(&path, options) {
+    let path = scratch(data);
+    let options = OpenOptions::default();
+    if let Ok(mut disk) = vdconv::open(&path, &options) {
         let size = disk.virtual_size();
         let mut runs = Vec::new();
         let _ = disk.map(0, size.min(1 << 40), &mut runs);
@@ -29,8 +46,8 @@ pub fn run(data: &[u8]) {
             }
             offset += n as u64;
         }
-        let _ = vdconv::describe(disk.as_mut());
+        let _ = vdconv::info::describe(disk.as_mut(), &Cancel::new());
     }
-    let _ = vdconv::check::check(&path, options);
-    let _ = vdconv::check::check_azure(&path);
+    let _ = vdconv::check::check(&path, &options);
+    let _ = vdconv::check::check_azure(&path, &Cancel::new());
 }

@@ -81,7 +81,7 @@ pub fn push_run(out: &mut Vec<Run>, offset: u64, len: u64, kind: RunKind) {
 }
 
 /// A readable virtual disk. Implementations provide `map_range` and `read_range` for
-/// ranges that lie inside the disk; callers use [`Disk::map`] and [`Disk::read_at`] (on
+/// ranges that lie inside the disk; callers use `map` and `read_at` (on
 /// `dyn Disk`), which enforce that contract, so no reader is ever asked about bytes past
 /// the disk's end.
 pub trait Disk: Send {

@@ -9,7 +9,7 @@
 //! - `fs`: read-only file systems behind one trait, [`GuestFs`].
 //! - `registry`, `initramfs`: Windows hives and Linux initramfs archives, over bytes.
 //! - `checks`: the catalogue (GUEST.md section 8) over the volumes and file systems,
-//!   producing an [`InspectReport`].
+//!   producing an `InspectReport`.
 //!
 //! Everything inside the guest is hostile input: every reader bounds its memory and its
 //! work, and a damaged structure becomes a finding, never a panic.

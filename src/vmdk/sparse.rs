@@ -229,16 +229,16 @@ impl SparseExtent {
                     self.header.over_head
                 ),
             )),
-            Slot::Bad => Err(Error::broken(
+            Slot::Bad => Err(Error::truncated(
                 self.file.path(),
-                &rules::VMDK_TRUNCATED,
                 "grain table entry",
                 gte_offset,
                 format!(
                     "grain {index} points at sector {entry}, past the end of the file ({} bytes)",
                     self.file.len()
                 ),
-            )),
+            )
+            .with_rule(&rules::VMDK_TRUNCATED)),
         }
     }
 

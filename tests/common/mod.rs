@@ -10,14 +10,65 @@ use std::process::{Command, Output};
 
 use sha2::{Digest, Sha256};
 
+pub mod schema;
+
 pub const MIB: u64 = 1 << 20;
 
+/// Runs vdconv. Every JSON document it prints (with --json on stdout, with
+/// --progress json on stderr) is checked against docs/json-schema.json.
 pub fn vdconv(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vdconv"));
     for a in args {
         cmd.arg(a);
     }
-    cmd.output().expect("run vdconv")
+    let o = cmd.output().expect("run vdconv");
+    check_documents(args, &o);
+    o
+}
+
+/// Validates what `vdconv args` printed against the documented schema.
+pub fn check_documents(args: &[&dyn AsRef<std::ffi::OsStr>], o: &Output) {
+    let words: Vec<String> = args
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect();
+    let command = words.first().map(String::as_str).unwrap_or("");
+    if words.iter().any(|w| w == "--json") {
+        let report_exits: &[i32] = match command {
+            "check" | "compare" | "inspect" => &[0, 1],
+            _ => &[0],
+        };
+        let def = match o.status.code() {
+            Some(c) if report_exits.contains(&c) => command,
+            _ => "error",
+        };
+        let text = String::from_utf8_lossy(&o.stdout);
+        if def == "batch" {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let doc: serde_json::Value = serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("batch line is not JSON ({e}): {line}"));
+                schema::assert_valid("batch_line", &doc);
+            }
+        } else if !text.trim().is_empty() || def == "error" {
+            let doc: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+                panic!("--json printed no JSON document ({e}): {text}{}", stderr(o))
+            });
+            schema::assert_valid(def, &doc);
+        }
+    }
+    if words
+        .windows(2)
+        .any(|w| w[0] == "--progress" && w[1] == "json")
+    {
+        for line in String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+        {
+            let doc: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("progress line is not JSON ({e}): {line}"));
+            schema::assert_valid("progress", &doc);
+        }
+    }
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -37,8 +88,9 @@ pub fn assert_ok(o: &Output) {
     );
 }
 
-/// True when a tool is usable. In CI (CI=true) a missing tool fails the test with what to
-/// install; elsewhere the caller skips.
+/// True when a tool is usable. A missing tool fails the test, saying what to install,
+/// unless VDCONV_SKIP_MISSING_TOOLS=1 opts in to skipping (then the caller skips): a test
+/// must not pass by not running.
 pub fn have(tool: &str, install: &str) -> bool {
     let ok = match tool {
         "libvhdi" => Command::new("/usr/bin/python3")
@@ -51,8 +103,10 @@ pub fn have(tool: &str, install: &str) -> bool {
             .is_ok_and(|o| o.status.success()),
     };
     if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{tool} is required in CI: install {install}");
+        if std::env::var_os("VDCONV_SKIP_MISSING_TOOLS").is_none() {
+            panic!(
+                "{tool} is required: install {install} (or set VDCONV_SKIP_MISSING_TOOLS=1 to skip)"
+            );
         }
         eprintln!("skipping: {tool} not found (install {install})");
     }
@@ -101,7 +155,8 @@ pub fn qemu_vmdk(raw: &Path, vmdk: &Path, options: &str) {
 }
 
 /// A tmpfs mounted for a test, unmounted when dropped. None where mounting is not
-/// allowed (not root); in CI, which runs as root, that fails the test instead.
+/// allowed (not root) and VDCONV_SKIP_MISSING_TOOLS=1 opts in to skipping; otherwise
+/// that fails the test (CI runs as root).
 pub struct Tmpfs(PathBuf);
 
 impl Tmpfs {
@@ -113,8 +168,10 @@ impl Tmpfs {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("mounting a tmpfs needs root (CI runs as root)");
+            if std::env::var_os("VDCONV_SKIP_MISSING_TOOLS").is_none() {
+                panic!(
+                    "mounting a tmpfs needs root (CI runs as root; VDCONV_SKIP_MISSING_TOOLS=1 skips)"
+                );
             }
             eprintln!("skipping: cannot mount a tmpfs (not root)");
             return None;
@@ -312,4 +369,49 @@ pub fn expect_failure(src: &Path, out_dir: &Path, code: i32, needles: &[&str]) -
     assert!(!dst.exists(), "no DST left behind");
     assert_eq!(listing(out_dir), before, "no temporary file left behind");
     err
+}
+
+/// What a measured run of vdconv gives: its output, its peak resident memory and how
+/// long it took.
+pub struct Measured {
+    pub output: Output,
+    pub max_rss_kib: u64,
+    pub elapsed: std::time::Duration,
+}
+
+/// Runs vdconv and measures the child alone (wait4's rusage, not this process's other
+/// children).
+pub fn vdconv_measured(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Measured {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempdir();
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vdconv"));
+    for a in args {
+        cmd.arg(a);
+    }
+    let started = std::time::Instant::now();
+    // Reaped below with wait4 (for its own rusage), not through `Child::wait`.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd
+        .stdout(File::create(&out_path).unwrap())
+        .stderr(File::create(&err_path).unwrap())
+        .spawn()
+        .expect("run vdconv");
+    let mut status = 0;
+    // SAFETY: rusage is plain data filled by wait4; the pid is our child's.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0, "wait4");
+    let elapsed = started.elapsed();
+    let output = Output {
+        status: std::process::ExitStatus::from_raw(status),
+        stdout: fs::read(&out_path).unwrap(),
+        stderr: fs::read(&err_path).unwrap(),
+    };
+    check_documents(args, &output);
+    Measured {
+        output,
+        max_rss_kib: usage.ru_maxrss as u64,
+        elapsed,
+    }
 }

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use crate::common::{have, qemu_vmdk, run_ok};
 
-/// True when every tool the OVA tests use is there (in CI a missing one fails, naming
+/// True when every tool the OVA tests use is there (a missing one fails, naming
 /// the Debian package to install).
 pub fn tools() -> bool {
     have("qemu-img", "the Debian package qemu-utils")

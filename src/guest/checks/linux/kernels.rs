@@ -1,5 +1,5 @@
 //! Installed kernels and, for each, whether hv_vmbus, hv_storvsc and hv_netvsc are there
-//! at boot: built in (modules.builtin, /boot/config-<ver>) or a module inside the
+//! at boot: built in (modules.builtin, `/boot/config-<ver>`) or a module inside the
 //! kernel's initramfs (GUEST.md 1.3).
 
 use super::super::view::View;
@@ -36,7 +36,7 @@ pub struct Kernel {
     pub builtin: Vec<String>,
     /// `/boot/config-<ver>` as (symbol, value).
     pub config: Vec<(String, String)>,
-    /// Module files (normalised names) present under /lib/modules/<ver>.
+    /// Module files (normalised names) present under `/lib/modules/<ver>`.
     pub module_files: Vec<String>,
 }
 

@@ -20,7 +20,7 @@ pub struct NetFinding {
 }
 
 /// Predictable names derived from PCI or firmware (ens192, ens160, eno16780032, enp3s0,
-/// enx<mac>): VMBus NICs have no PCI slot, so on Hyper-V the NIC gets another name (eth0 on
+/// `enx<mac>`): VMBus NICs have no PCI slot, so on Hyper-V the NIC gets another name (eth0 on
 /// Azure's images) (GUEST.md 2.3; exact name per distro unconfirmed).
 pub fn is_hardware_bound_name(name: &str) -> bool {
     let name = name.trim_matches(|c| c == '"' || c == '\'');

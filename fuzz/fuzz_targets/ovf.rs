@@ -1,0 +1,4 @@
+//! Fuzz target: any bytes through vdconv::ova::fuzz_ovf, which must never panic.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vdconv::ova::fuzz_ovf(data));
