@@ -24,6 +24,7 @@ import argparse
 import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +32,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VDCONV = os.path.join(ROOT, "target", "release", "vdconv")
+# One output folder per run, removed at the end: two benchmarks on one machine must not
+# remove each other's files.
+OUT_DIR = "/dev/shm/vdconv-bench-%d" % os.getpid()
 MIB = 1 << 20
 
 
@@ -167,7 +171,7 @@ def main():
     a = ap.parse_args()
     size = 256 * MIB if a.quick else 2048 * MIB
     sources = build_corpus(a.corpus + ("-quick" if a.quick else ""), size)
-    out_dir = "/dev/shm/vdconv-bench"
+    out_dir = OUT_DIR
     os.makedirs(out_dir, exist_ok=True)
     print("| source | output | vdconv median s | qemu-img median s | median ratio | best ratio | vdconv peak RSS MiB | qemu-img peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|")
@@ -267,4 +271,7 @@ def write_floor(flat_vmdk, out_dir, bests, runs):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        shutil.rmtree(OUT_DIR, ignore_errors=True)
