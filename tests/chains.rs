@@ -924,3 +924,75 @@ fn differencing_disks_check_their_parents_identity() {
         qemu_compare(&dst, "vhdx", &chain.links[1], "vmdk");
     }
 }
+
+/// The dynamic header's checksum after a patch (VHD: one's complement of the byte sum).
+fn reseal_vhd_header(bytes: &mut [u8], at: usize) {
+    bytes[at + 36..at + 40].fill(0);
+    let sum = bytes[at..at + 1024]
+        .iter()
+        .fold(0u32, |s, &b| s.wrapping_add(u32::from(b)));
+    bytes[at + 36..at + 40].copy_from_slice(&(!sum).to_be_bytes());
+}
+
+#[test]
+fn damaged_parent_locators_are_named() {
+    if !have_tools() {
+        return;
+    }
+    let chain = qemu_chain();
+    let out = tempdir();
+
+    // VHD: the first locator's data pointed past the end of the file.
+    let (vhd, _) = keep_chain(&chain.links[1], "disk.vhd", &[]);
+    let child = vhd.path().join("disk-000001.vhd");
+    let mut bytes = fs::read(&child).unwrap();
+    bytes[512 + 576 + 16..512 + 576 + 24].copy_from_slice(&(1u64 << 40).to_be_bytes());
+    reseal_vhd_header(&mut bytes, 512);
+    fs::write(&child, &bytes).unwrap();
+    expect_failure(
+        &child,
+        out.path(),
+        3,
+        &["VHD parent locator at offset 1088", "W2ru"],
+    );
+    let c = json(&vdconv(&[&"check", &"--json", &child]));
+    let rules: Vec<&str> = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["vhd-parent-locator"]);
+
+    // VHDX: a parent locator item with no entries.
+    let (vhdx, _) = keep_chain(&chain.links[1], "disk.vhdx", &[]);
+    let child = vhdx.path().join("disk-000001.avhdx");
+    let mut bytes = fs::read(&child).unwrap();
+    let meta = 2 << 20;
+    let count = u16::from_le_bytes([bytes[meta + 10], bytes[meta + 11]]) as usize;
+    let locator = vdconv::vhdx::format::PARENT_LOCATOR;
+    let entry = (0..count)
+        .map(|i| meta + 32 + 32 * i)
+        .find(|&e| bytes[e..e + 16] == locator)
+        .expect("a parent locator entry");
+    let item =
+        meta + u32::from_le_bytes(bytes[entry + 16..entry + 20].try_into().unwrap()) as usize;
+    bytes[item + 18..item + 20].fill(0);
+    fs::write(&child, &bytes).unwrap();
+    expect_failure(
+        &child,
+        out.path(),
+        3,
+        &["VHDX parent locator", "0 key-value entries"],
+    );
+    let o = vdconv(&[&"convert", &"--json", &child, &out.path().join("x.vhdx")]);
+    assert_eq!(json(&o)["error"]["rule"], "vhdx-parent-locator");
+    let c = json(&vdconv(&[&"check", &"--json", &child]));
+    let rules: Vec<&str> = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["vhdx-parent-locator"]);
+}
