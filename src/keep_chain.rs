@@ -327,6 +327,9 @@ pub fn convert_keep_chain(
         schema_version: SCHEMA_VERSION,
         source: chain.path().display().to_string(),
         destination: plan.destination.clone(),
+        // The chain's size is its top's (a VHD or VHDX child may be larger than its base).
+        source_size: top_size,
+        virtual_size: top_size,
         files: outputs.iter().map(|(p, _)| p.clone()).collect(),
         data_bytes_written: written,
         file_size,

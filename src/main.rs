@@ -257,6 +257,10 @@ fn run_keep_chain(args: &ConvertArgs, plan: &ConvertPlan, cancel: &Cancel) -> Ou
     let common = &args.common;
     let mut chain = vdconv::chain::open_chain(&args.src, &open_options(common, cancel))?;
     warn_all(common.quiet, vdconv::Disk::warnings(&chain));
+    // --target azure is refused with --keep-chain; the Hyper-V targets only advise.
+    if let Some(t) = plan.target {
+        warn_all(common.quiet, &vdconv::target::advice(t, &mut chain));
+    }
     let mut reporter = Reporter::new(args.progress, common.quiet, &args.src.display().to_string());
     let result = vdconv::keep_chain::convert_keep_chain(&mut chain, plan, cancel, &mut |p| {
         reporter.update(p)
