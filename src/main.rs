@@ -2,8 +2,10 @@
 //! plan once (`request`); every outcome leaves through one exit path in `main`, which
 //! re-raises SIGINT/SIGTERM after cleanup so that shell loops stop.
 
+mod batch_cmd;
 mod cli;
 mod progress;
+mod stdout_image;
 mod text;
 
 use std::io::{IsTerminal, Write};
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Info(a) => flags(&a.common),
         Command::Compare(a) => flags(&a.common),
         Command::Check(a) => flags(&a.common),
+        Command::Batch(a) => flags(&a.common),
         Command::Completions(_) | Command::Man => (false, false, 0),
     };
     init_tracing(verbose, quiet);
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::Info(args) => run_info(args, &cancel),
         Command::Compare(args) => run_compare(args, &cancel),
         Command::Check(args) => run_check(args, &cancel),
+        Command::Batch(args) => batch_cmd::run(args, &cancel),
         Command::Completions(args) => print_completions(args.shell),
         Command::Man => print_man(),
     };
@@ -204,6 +208,11 @@ fn request(args: &ConvertArgs) -> Result<ConvertRequest, Error> {
         force: args.force,
         reproducible_time,
         keep_chain: args.keep_chain,
+        reflink: args.reflink.map(|r| match r {
+            cli::ReflinkArg::Auto => vdconv::reflink::ReflinkMode::Auto,
+            cli::ReflinkArg::Always => vdconv::reflink::ReflinkMode::Always,
+            cli::ReflinkArg::Never => vdconv::reflink::ReflinkMode::Never,
+        }),
     })
 }
 
@@ -212,6 +221,10 @@ fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
     let plan = ConvertPlan::new(&args.dst, &request(args)?)?;
     if plan.keep_chain {
         return run_keep_chain(args, &plan, cancel);
+    }
+    let to_stdout = vdconv::stream_out::is_stream(&args.dst);
+    if to_stdout {
+        stdout_image::check(args, &plan)?;
     }
     let mut disk = vdconv::open(&args.src, &open_options(common, cancel))?;
     let mut advice = Vec::new();
@@ -228,8 +241,11 @@ fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
     warn_all(common.quiet, disk.warnings());
     warn_all(common.quiet, &advice);
     let mut reporter = Reporter::new(args.progress, common.quiet, &args.src.display().to_string());
-    let result =
-        vdconv::convert::convert(disk.as_mut(), &plan, cancel, &mut |p| reporter.update(p));
+    let result = if to_stdout {
+        stdout_image::convert(disk.as_mut(), &plan, cancel, &mut |p| reporter.update(p))
+    } else {
+        vdconv::convert::convert(disk.as_mut(), &plan, cancel, &mut |p| reporter.update(p))
+    };
     reporter.finish();
     let mut report = result?;
     report.warnings.extend(advice);
@@ -255,6 +271,12 @@ fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
 /// `convert --keep-chain`: the chain's files written together.
 fn run_keep_chain(args: &ConvertArgs, plan: &ConvertPlan, cancel: &Cancel) -> Outcome {
     let common = &args.common;
+    if vdconv::stream_out::is_stream(&args.dst) {
+        return Err(Error::usage(
+            Some("--keep-chain"),
+            "writes a file per link beside DST; DST cannot be - (stdout)",
+        ));
+    }
     let mut chain = vdconv::chain::open_chain(&args.src, &open_options(common, cancel))?;
     warn_all(common.quiet, vdconv::Disk::warnings(&chain));
     // --target azure is refused with --keep-chain; the Hyper-V targets only advise.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::reflink::ReflinkMode;
 use crate::target::Target;
 use crate::{vhd, vhdx};
 
@@ -80,6 +81,8 @@ pub struct ConvertRequest {
     /// Write a snapshot chain as a chain: the base as DST, each delta as a differencing
     /// disk beside it (`--keep-chain`).
     pub keep_chain: bool,
+    /// `--reflink`: whether a fixed output shares the source's blocks; default auto.
+    pub reflink: Option<ReflinkMode>,
 }
 
 /// What will be done: every field decided.
@@ -106,6 +109,7 @@ pub struct ConvertPlan {
     /// With --keep-chain: the block size of the differencing children (--block-size, or
     /// Hyper-V's 2 MiB for checkpoints). None otherwise.
     pub child_block_size: Option<u64>,
+    pub reflink: ReflinkMode,
 }
 
 fn usage(option: &str, detail: impl Into<String>) -> Error {
@@ -169,6 +173,10 @@ impl ConvertPlan {
                 ));
             }
         }
+        let reflink = req.reflink.unwrap_or_default();
+        if reflink == ReflinkMode::Always {
+            check_reflink_always(disk_type, req)?;
+        }
         Ok(ConvertPlan {
             destination: dst.to_path_buf(),
             format,
@@ -184,6 +192,7 @@ impl ConvertPlan {
             reproducible_time: req.reproducible_time,
             keep_chain: req.keep_chain,
             child_block_size,
+            reflink,
         })
     }
 
@@ -274,6 +283,21 @@ fn resolve_child_block_size(format: OutputFormat, req: &ConvertRequest) -> Resul
         ));
     }
     Ok(size)
+}
+
+/// `--reflink always` promises shared blocks: only a fixed image, which lays the disk out
+/// as one run, can keep it (a dynamic one packs its blocks in the order they are met).
+fn check_reflink_always(disk_type: DiskType, req: &ConvertRequest) -> Result<()> {
+    let why = if disk_type != DiskType::Fixed {
+        "shares the source's blocks into a fixed image only; pass --type fixed, or --reflink auto"
+    } else if req.in_place {
+        "does not apply to --in-place, which copies nothing"
+    } else if req.sparse == Some(SparseMode::Always) {
+        "does not go with --sparse always, which reads the data to punch out zeros"
+    } else {
+        return Ok(());
+    };
+    Err(usage("--reflink", why))
 }
 
 fn resolve_type(req: &ConvertRequest) -> Result<DiskType> {

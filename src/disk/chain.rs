@@ -186,6 +186,12 @@ impl Disk for ChainDisk {
     fn layers_mut(&mut self) -> Option<&mut [Box<dyn Disk>]> {
         Some(&mut self.layers)
     }
+
+    /// Every link's content id, top first: the chain reads otherwise when any changes.
+    fn content_id(&self) -> Option<String> {
+        let ids: Option<Vec<String>> = self.layers.iter().map(|l| l.content_id()).collect();
+        ids.map(|ids| ids.join("/"))
+    }
 }
 
 #[cfg(test)]

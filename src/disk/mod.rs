@@ -153,6 +153,12 @@ pub trait Disk: Send {
     fn layers_mut(&mut self) -> Option<&mut [Box<dyn Disk>]> {
         None
     }
+
+    /// The content id the image records, which changes whenever its contents do (a VMDK's
+    /// CID): lets a batch tell that a source it converted before is still the same.
+    fn content_id(&self) -> Option<String> {
+        None
+    }
 }
 
 impl dyn Disk + '_ {

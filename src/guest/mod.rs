@@ -26,4 +26,4 @@ pub mod volume;
 pub use error::{GuestError, GuestResult};
 pub use fs::{DirEntry, FileKind, GuestFs, Metadata};
 pub use source::ByteSource;
-pub use volume::{Content, Volume};
+pub use volume::{Content, DiskLayout, Firmware, Scheme, TableReport, Volume, scan, scan_disk};

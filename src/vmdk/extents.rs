@@ -723,4 +723,8 @@ impl Disk for VmdkDisk {
             .and_then(|c| parse_cid(c))
             .map(LinkId::VmdkCid)
     }
+
+    fn content_id(&self) -> Option<String> {
+        self.descriptor.header.get("cid").cloned()
+    }
 }
