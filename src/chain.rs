@@ -121,16 +121,20 @@ fn assemble(top: Box<dyn Disk>, top_id: FileId, options: &OpenOptions) -> Result
         } else {
             None
         };
-        let file = find_parent(child.path(), &link, explicit, options, &mut warnings)?;
+        let file = find_parent(child.path(), &link, explicit, options, &mut warnings)
+            .map_err(|e| with_link_rule(e, &link))?;
         let id = file_id(&file)?;
         if let Some(level) = seen.iter().position(|s| *s == id) {
-            return Err(Error::chain_broken(
-                child.path(),
-                format!(
-                    "its parent {} is already link {} of the chain (counting from the top at 0): the chain is a cycle",
-                    file.path().display(),
-                    level
+            return Err(with_link_rule(
+                Error::chain_broken(
+                    child.path(),
+                    format!(
+                        "its parent {} is already link {} of the chain (counting from the top at 0): the chain is a cycle",
+                        file.path().display(),
+                        level
+                    ),
                 ),
+                &link,
             ));
         }
         let parent = open_file(file, options)?;
@@ -140,11 +144,24 @@ fn assemble(top: Box<dyn Disk>, top_id: FileId, options: &OpenOptions) -> Result
             parent.as_ref(),
             options.ignore_cid,
             &mut warnings,
-        )?;
+        )
+        .map_err(|e| with_link_rule(e, &link))?;
         seen.push(id);
         layers.push(parent);
     }
     Ok(ChainDisk::new(layers, warnings))
+}
+
+/// A link's errors name the link's rule (what `check` reports for the same fault), unless
+/// they are not about the link (an I/O failure, an interruption).
+fn with_link_rule(e: Error, link: &ParentLink) -> Error {
+    match e.kind() {
+        ErrorKind::MissingParent
+        | ErrorKind::CidMismatch
+        | ErrorKind::ChainBroken
+        | ErrorKind::PathRefused => e.breaking(link.rule),
+        _ => e,
+    }
 }
 
 /// The format a link identity belongs to.

@@ -379,6 +379,12 @@ impl Error {
         Error::new(ErrorKind::ChainBroken, ExitClass::Input, detail).file(path)
     }
 
+    /// This error, naming the format rule it breaks (a link of a chain: `vmdk-parent`).
+    pub fn breaking(mut self, rule: &'static Rule) -> Self {
+        self.rule = Some(rule);
+        self
+    }
+
     /// A file does not hash to its manifest's digest; `manifest` is named as the file.
     pub fn manifest_mismatch(manifest: &Path, detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::ManifestMismatch, ExitClass::Input, detail).file(manifest)

@@ -588,6 +588,8 @@ fn broken_links_fail_naming_the_link() {
     );
     assert!(err.contains("parentCID"), "{err}");
     assert_eq!(error_kind(&top, &[]), (3, "cid-mismatch".to_string()));
+    let o = vdconv(&[&"convert", &"--json", &top, &out.path().join("x.vhdx")]);
+    assert_eq!(json(&o)["error"]["rule"], "vmdk-parent");
     // --ignore-cid reads it anyway, saying so.
     let dst = out.path().join("ignored.vhdx");
     let o = vdconv(&[&"convert", &"--ignore-cid", &top, &dst]);
