@@ -26,7 +26,7 @@
 //!    another, nor anything below), and [`sink`], the contract writers write through;
 //! 4. [`output`]: the destination file;
 //! 5. the pipeline: [`target`], [`plan`], [`convert`], [`compare`], [`check`], [`info`],
-//!    [`report`].
+//!    [`report`], [`inspect`] (guest readiness over any image).
 
 pub mod cancel;
 pub mod error;
@@ -53,6 +53,7 @@ pub mod check;
 pub mod compare;
 pub mod convert;
 pub mod info;
+pub mod inspect;
 pub mod plan;
 pub mod report;
 pub mod target;
