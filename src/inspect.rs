@@ -532,6 +532,103 @@ mod tests {
     }
 
     #[test]
+    fn the_source_counts_refuses_and_stops() {
+        let path = std::env::temp_dir().join(format!("vdconv-source-{}", std::process::id()));
+        std::fs::write(&path, (0..8192u32).map(|i| i as u8).collect::<Vec<u8>>()).unwrap();
+        let file = crate::disk::InputFile::open(&path).unwrap();
+        let cancel = Cancel::new();
+        let source = DiskSource::new(Box::new(crate::raw::RawDisk::open(file)), cancel.clone());
+        let mut buf = [0u8; 16];
+        source.read_exact_at(4096, &mut buf).unwrap();
+        assert_eq!(buf[0], 0);
+        assert_eq!(buf[15], 15);
+        assert_eq!(source.bytes_read(), 16);
+        // Past the end, and past u64: refused, never asked of the disk, not counted.
+        assert!(matches!(
+            source.read_exact_at(8190, &mut buf),
+            Err(GuestError::Corrupt { .. })
+        ));
+        assert!(source.read_exact_at(u64::MAX - 3, &mut buf).is_err());
+        assert_eq!(source.bytes_read(), 16);
+        assert!(source.take_failure().is_none());
+        cancel.cancel();
+        assert_eq!(
+            source.read_exact_at(0, &mut buf),
+            Err(GuestError::Interrupted)
+        );
+        let disk = source.take_disk().unwrap();
+        assert_eq!(disk.virtual_size(), 8192);
+        assert!(source.read_exact_at(0, &mut buf).is_err());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A disk whose bytes past the first MiB cannot be read (a damaged grain).
+    struct Damaged(Vec<String>);
+
+    impl Disk for Damaged {
+        fn virtual_size(&self) -> u64 {
+            64 << 20
+        }
+        fn path(&self) -> &Path {
+            Path::new("damaged.vmdk")
+        }
+        fn map_range(
+            &mut self,
+            offset: u64,
+            len: u64,
+            out: &mut Vec<crate::disk::Run>,
+        ) -> Result<()> {
+            crate::disk::push_run(out, offset, len, crate::disk::RunKind::Data);
+            Ok(())
+        }
+        fn read_range(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+            if offset + buf.len() as u64 > 1 << 20 {
+                return Err(Error::corrupt(
+                    self.path(),
+                    "compressed grain",
+                    7 << 20,
+                    "bad deflate data",
+                ));
+            }
+            // An MBR whose one partition starts past the readable MiB.
+            buf.fill(0);
+            if offset == 0 && buf.len() >= 512 {
+                buf[446 + 4] = 0x83;
+                buf[446 + 8..446 + 12].copy_from_slice(&4096u32.to_le_bytes());
+                buf[446 + 12..446 + 16].copy_from_slice(&65536u32.to_le_bytes());
+                buf[510] = 0x55;
+                buf[511] = 0xAA;
+            }
+            Ok(())
+        }
+        fn describe(&mut self, _: &Cancel) -> Result<crate::disk::ImageInfo> {
+            Err(Error::unsupported(self.path(), "not described"))
+        }
+        fn warnings(&self) -> &[String] {
+            &self.0
+        }
+        fn files(&self) -> Vec<std::path::PathBuf> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn an_image_that_fails_a_read_fails_the_inspection() {
+        let Err(e) = inspect_disk(Box::new(Damaged(Vec::new())), None, &Cancel::new()) else {
+            panic!("a damaged image inspected");
+        };
+        assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
+        assert_eq!(e.structure(), Some("compressed grain"));
+        assert_eq!(e.class().code(), 3);
+        let cancel = Cancel::new();
+        cancel.cancel();
+        let Err(e) = inspect_disk(Box::new(Damaged(Vec::new())), None, &cancel) else {
+            panic!("an interrupted inspection finished");
+        };
+        assert_eq!(e.kind(), crate::ErrorKind::Interrupted);
+    }
+
+    #[test]
     fn the_command_findings_are_not_in_the_checks_catalogue() {
         for e in DISK_FINDINGS {
             assert!(
