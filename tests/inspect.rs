@@ -1710,3 +1710,33 @@ fn docs_and_schema_list_every_finding() {
     let code: BTreeSet<&str> = all.iter().map(|e| e.id).collect();
     assert_eq!(listed, code, "the schema's finding ids");
 }
+
+/// `inspect -h` gives every argument a sentence, as the other commands do.
+#[test]
+fn inspect_help_explains_every_argument() {
+    let o = vdconv(&[&"inspect", &"-h"]);
+    common::assert_ok(&o);
+    let help = common::stdout(&o);
+    let img = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("<IMG>"))
+        .unwrap_or_else(|| panic!("no <IMG> in {help}"));
+    assert!(img.trim().len() > 20, "{img:?}");
+    for l in help.lines().filter(|l| l.trim_start().starts_with('-')) {
+        assert!(
+            l.split_whitespace().count() >= 3,
+            "option without a sentence: {l:?}"
+        );
+    }
+    for (command, flag) in [
+        ("convert", "--inspect"),
+        ("convert", "--force-unready"),
+        ("check", "--guest"),
+    ] {
+        let o = vdconv(&[&command, &"-h"]);
+        assert!(
+            common::stdout(&o).contains(flag),
+            "{command} -h lacks {flag}"
+        );
+    }
+}
