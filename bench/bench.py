@@ -11,12 +11,17 @@ root made by mkfs.ext4 -d, a 40 MiB initrd): time, bytes of the disk read (its J
 bytes_read), bytes read from files (rchar), peak RSS; targets: under 2 s, under 200 MiB.
 
 Usage: python3 bench/bench.py [--runs N] [--corpus DIR] [--only SUBSTRING] [--quick] [--cold] [--detail]
+                              [--batch | --no-batch]
   --only inspect   only the inspect case (the conversion corpus is then not built)
   --quick   a 256 MiB corpus instead of 2 GiB (for trying changes; not for the record)
   --cold    evict the source from the page cache before every run (a first conversion)
   --detail  every run's wall and system seconds, on stderr
+  --batch   only the batch rows; --no-batch: none of them
 After the table: the all-core inflate ceiling for streamOptimized and the output write
-floor for monolithicFlat -> fixed VHD, each with the fraction vdconv reaches.
+floor for monolithicFlat -> fixed VHD, each with the fraction vdconv reaches. Then the
+batch rows: a 16-disk plan (64 MiB disks, 16 MiB with --quick, the four hosted layouts
+qemu-img writes) to dynamic VHDX, `vdconv batch -j 2` against a shell loop of
+`qemu-img convert` and against `vdconv batch -j 1`, the three alternating.
 Needs: qemu-img, /usr/bin/time, a release build (cargo build --release); for the guest:
 sfdisk, mkfs.vfat, mtools, mkfs.ext4 (-d, -E offset), cpio, zstd.
 """
@@ -252,7 +257,12 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--cold", action="store_true", help="evict the source from the page cache before every run")
     ap.add_argument("--detail", action="store_true", help="print every run's wall and system time")
+    ap.add_argument("--batch", action="store_true", help="only the batch rows")
+    ap.add_argument("--no-batch", action="store_true", help="no batch rows")
     a = ap.parse_args()
+    if a.batch:
+        batch_rows(a)
+        return
     size = 256 * MIB if a.quick else 2048 * MIB
     converting = any(not a.only or a.only in c[0] + " " + c[1] for c in CASES)
     sources = build_corpus(a.corpus + ("-quick" if a.quick else ""), size) if converting else {}
@@ -316,12 +326,117 @@ def main():
         print("targets: under 2 s (%s), under 200 MiB read (%s)" % (
             "met" if max(walls) < 2 else "NOT met", "met" if max(max(x[1], x[2]) for x in r) < 200 * MIB else "NOT met"))
     # Both references are measured from memory: set against warm runs only.
-    if a.cold:
-        return
-    if best_stream:
-        inflate_ceiling(sources["streamOptimized"], best_stream, a.runs)
-    if best_flat:
-        write_floor(sources["monolithicFlat"], out_dir, best_flat, a.runs)
+    if not a.cold:
+        if best_stream:
+            inflate_ceiling(sources["streamOptimized"], best_stream, a.runs)
+        if best_flat:
+            write_floor(sources["monolithicFlat"], out_dir, best_flat, a.runs)
+    if not a.no_batch and not a.only:
+        batch_rows(a)
+
+
+BATCH_LAYOUTS = ("streamOptimized", "monolithicSparse", "twoGbMaxExtentSparse", "monolithicFlat")
+
+
+def build_batch_corpus(d, disks, size, out_dir):
+    """`disks` VMDKs of `size` bytes, cycling through the hosted layouts, each from its
+    own seeded raw disk (as bench.py's corpus: random, text, zeros, holes), and a plan
+    converting each to dynamic VHDX in out_dir. Returns (plan, [(source, output)])."""
+    os.makedirs(d, exist_ok=True)
+    stamp = os.path.join(d, "stamp-%d-%d" % (disks, size))
+    pairs = []
+    for i in range(disks):
+        src = os.path.join(d, "d%02d.vmdk" % i)
+        pairs.append((src, os.path.join(out_dir, "d%02d.vhdx" % i)))
+    if not os.path.exists(stamp):
+        print("building batch corpus in %s ..." % d, file=sys.stderr)
+        for f in os.listdir(d):
+            os.remove(os.path.join(d, f))
+        rnd = random.Random(20261127)
+        text = b"".join(b"line %08d: the quick brown fox jumps over the lazy dog\n" % i for i in range(20000))
+        for i, (src, _) in enumerate(pairs):
+            raw = os.path.join(d, "raw")
+            with open(raw, "wb") as f:
+                f.truncate(size)
+                for m in range(size // MIB):
+                    kind = rnd.choice(("random", "text", "zeros", "hole"))
+                    if kind == "hole":
+                        continue
+                    f.seek(m * MIB)
+                    if kind == "random":
+                        f.write(rnd.randbytes(MIB))
+                    elif kind == "text":
+                        start = rnd.randrange(0, len(text) - MIB)
+                        f.write(text[start : start + MIB])
+                    else:
+                        f.write(bytes(MIB))
+            layout = BATCH_LAYOUTS[i % len(BATCH_LAYOUTS)]
+            sh("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=" + layout, raw, src)
+            os.remove(raw)
+        open(stamp, "w").close()
+    plan = os.path.join(d, "plan.jsonl")
+    with open(plan, "w") as f:
+        for src, dst in pairs:
+            f.write('{"source": "%s", "destination": "%s"}\n' % (src, dst))
+    return plan, pairs
+
+
+def timed_batch(cmd, out_dir):
+    """Runs a whole batch (a vdconv plan or a shell loop) from an empty output folder
+    (no records: every item converts); returns (wall seconds, peak RSS KiB, system s)."""
+    for f in os.listdir(out_dir):
+        os.remove(os.path.join(out_dir, f))
+    t = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-v"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t
+    if p.returncode != 0:
+        sys.exit("failed: %s\n%s" % (" ".join(cmd), p.stderr))
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
+    system = float(re.search(r"System time \(seconds\): ([0-9.]+)", p.stderr).group(1))
+    return wall, rss, system
+
+
+def batch_rows(a):
+    """A 16-disk plan: `vdconv batch -j 2` against a shell loop of qemu-img convert
+    (target: at most 0.5x) and against `vdconv batch -j 1` (target: at most 0.65x). The
+    three alternate, their order rotating each round, after a warm-up of each."""
+    size = 16 * MIB if a.quick else 64 * MIB
+    out_dir = "/dev/shm/vdconv-bench/batch"
+    os.makedirs(out_dir, exist_ok=True)
+    plan, pairs = build_batch_corpus(a.corpus + "-batch" + ("-quick" if a.quick else ""), 16, size, out_dir)
+    loop = " && ".join("qemu-img convert -f vmdk -O vhdx '%s' '%s'" % p for p in pairs)
+    cmds = {
+        "vdconv -j 2": [VDCONV, "batch", "-q", "-j", "2", plan],
+        "qemu-img loop": ["sh", "-c", loop],
+        "vdconv -j 1": [VDCONV, "batch", "-q", "-j", "1", plan],
+    }
+    names = list(cmds)
+    for n in names:
+        timed_batch(cmds[n], out_dir)  # warm-up
+    runs = {n: [] for n in names}
+    for i in range(a.runs):
+        for n in names[i % 3 :] + names[: i % 3]:
+            runs[n].append(timed_batch(cmds[n], out_dir))
+    if a.detail:
+        for n in names:
+            print("  batch %s: %s" % (n, " ".join("%.3f/%.3f" % (x[0], x[2]) for x in runs[n])), file=sys.stderr)
+    for f in os.listdir(out_dir):
+        os.remove(os.path.join(out_dir, f))
+    med = {n: statistics.median(x[0] for x in runs[n]) for n in names}
+    best = {n: min(x[0] for x in runs[n]) for n in names}
+    print()
+    print("Batch: 16 disks of %d MiB (%s), to dynamic VHDX, %d runs each:" % (size // MIB, ", ".join(BATCH_LAYOUTS), a.runs))
+    print()
+    print("| run | median s | best s | peak RSS MiB |")
+    print("|---|---|---|---|")
+    for n in names:
+        print("| %s | %.3f | %.3f | %.1f |" % (n, med[n], best[n], max(x[1] for x in runs[n]) / 1024))
+    print()
+    for other, target in (("qemu-img loop", 0.5), ("vdconv -j 1", 0.65)):
+        print(
+            "vdconv -j 2 / %s: best %.2f, median %.2f (target at most %.2f)"
+            % (other, best["vdconv -j 2"] / best[other], med["vdconv -j 2"] / med[other], target)
+        )
 
 
 def inflate_ceiling(stream, vdconv_best, runs):

@@ -27,6 +27,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// Validate an image's structure (or a platform's rules): one finding per broken rule.
     Check(CheckArgs),
+    /// Run a plan of conversions (JSON lines), N at a time, resumable, shardable.
+    Batch(BatchArgs),
     /// Will the guest inside the image boot and be reachable on Hyper-V or Azure? Read-only.
     Inspect(InspectArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
@@ -102,6 +104,11 @@ pub struct ConvertArgs {
     /// With --inspect: convert even when a finding blocks the target (printed as warnings).
     #[arg(long, requires = "inspect")]
     pub force_unready: bool,
+    /// Fixed outputs of flat data: share the source's blocks (FICLONERANGE) where the
+    /// file system can (auto, the default), or fail saying why (always), or never share
+    /// (never: the data is read and written).
+    #[arg(long, value_enum, value_name = "auto|always|never")]
+    pub reflink: Option<ReflinkArg>,
     /// Progress on stderr: auto (a bar on a terminal), always (a bar, or plain lines
     /// off a terminal), never, json (JSON lines).
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
@@ -169,6 +176,37 @@ pub struct CompareArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(mut_arg("json", |a| a.help(
+    "One JSON line per item on stdout as it finishes, then a summary line (docs/json.md)"
+)))]
+pub struct BatchArgs {
+    /// The plan: JSON lines, one conversion each ({"source": ..., "destination": ...,
+    /// and convert's options}); relative paths are from the plan's folder; - reads stdin.
+    #[arg(value_name = "PLAN")]
+    pub plan: PathBuf,
+    /// Conversions side by side; each gets an equal share of the cores.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1, value_parser = parse_jobs)]
+    pub jobs: usize,
+    /// Take only shard I of N (0 <= I < N): the lines L with (L - 1) mod N = I, so N
+    /// runs split the plan with no overlap (e.g. --shard $JOB_COMPLETION_INDEX/N).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<vdconv::batch::Shard>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// 1 to vdconv::batch::MAX_JOBS.
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=vdconv::batch::MAX_JOBS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number from 1 to {}",
+            vdconv::batch::MAX_JOBS
+        )),
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_name = "SHELL", value_enum)]
@@ -209,6 +247,13 @@ pub enum TargetArg {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SparseArg {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReflinkArg {
     Auto,
     Always,
     Never,

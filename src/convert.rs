@@ -16,6 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
 use crate::output::{HolePolicy, Output};
 use crate::plan::{ConvertPlan, DiskType, OutputFormat, SparseMode};
+use crate::reflink::ReflinkMode;
 use crate::report::SCHEMA_VERSION;
 use crate::sink::ImageWriter;
 use crate::target::Target;
@@ -24,7 +25,7 @@ use crate::{vhd, vhdx};
 
 /// Bytes of the virtual disk handled at a time: the memory the pipeline holds, whatever
 /// the output's block size.
-const CHUNK: u64 = 1 << 20;
+pub(crate) const CHUNK: u64 = 1 << 20;
 
 /// What a long run is doing, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -106,7 +107,9 @@ pub fn convert(
     };
     // The temporary file first (a folder DST, an unwritable folder), then the space: both
     // refused before a byte is written, and the temporary goes with the error.
-    let out = std::sync::Arc::new(Output::create(dst, plan.force, holes)?);
+    let mut out = Output::create(dst, plan.force, holes)?;
+    out.set_reflink(plan.reflink);
+    let out = std::sync::Arc::new(out);
     check_free_space(src, plan, size, cancel)?;
     let writer: Box<dyn ImageWriter> = match (plan.format, plan.disk_type) {
         (OutputFormat::Vhd, DiskType::Fixed) => {
@@ -128,9 +131,11 @@ pub fn convert(
     let mut hasher = hashing.then(Sha256::new);
     let mut source_hash: Option<[u8; 32]> = None;
     // Fixed outputs take flat data as it is: the kernel copies it (unless every zero
-    // must become a hole, which means reading it).
-    let offload =
-        plan.disk_type == DiskType::Fixed && !hashing && plan.sparse != SparseMode::Always;
+    // must become a hole, which means reading it). When the data is read anyway to hash
+    // it, copies are still worth offering while they may share blocks (--reflink).
+    let offload = plan.disk_type == DiskType::Fixed
+        && plan.sparse != SparseMode::Always
+        && (!hashing || out.may_share());
     tracing::info!(
         "converting {source_size} bytes into a {} {} of {size} bytes (kernel copies {}, verify {})",
         match plan.disk_type {
@@ -175,11 +180,24 @@ pub fn convert(
             }
             let has_data = runs.iter().any(|r| r.kind == RunKind::Data);
             crate::disk::prefetch_ahead(src, offset, CHUNK);
-            if offload && has_data && offload_ok.load(Ordering::Relaxed) {
-                if let Some(copies) = copy_jobs(src, &runs) {
-                    for job in copies {
-                        send(job)?;
-                    }
+            let copies = if offload
+                && has_data
+                && offload_ok.load(Ordering::Relaxed)
+                && (hasher.is_none() || out.may_share())
+            {
+                copy_jobs(src, &runs)
+            } else {
+                None
+            };
+            if plan.reflink == ReflinkMode::Always && has_data && copies.is_none() {
+                return Err(not_shareable(dst, offset));
+            }
+            let copied = copies.is_some();
+            if let Some(copies) = copies {
+                for job in copies {
+                    send(job)?;
+                }
+                if hasher.is_none() {
                     offset += len;
                     progress(Progress {
                         phase: Phase::Convert,
@@ -202,7 +220,7 @@ pub fn convert(
                 }
                 h.update(&*data);
             }
-            if has_data && !is_zero(data) {
+            if !copied && has_data && !is_zero(data) {
                 buf = send(Job::Write {
                     offset,
                     buf,
@@ -219,6 +237,16 @@ pub fn convert(
         }
         cancel.check()
     })?;
+    if offload {
+        // Which copy path ran, for -v: what was not shared or copied by the kernel went
+        // through this process.
+        let (shared, kernel, _) = out.copy_paths();
+        tracing::info!(
+            "data: {shared} bytes shared (FICLONERANGE, --reflink {}), {kernel} bytes copied by copy_file_range, {} bytes read and written",
+            plan.reflink.name(),
+            written.saturating_sub(shared + kernel)
+        );
+    }
     let content: Option<[u8; 32]> = hasher.map(|h| h.finalize().into());
     let identity = match (plan.reproducible_time, content) {
         (Some(time), Some(digest)) => {
@@ -264,8 +292,19 @@ pub fn convert(
     })
 }
 
+/// `--reflink always` met data it cannot share.
+fn not_shareable(dst: &Path, offset: u64) -> Error {
+    Error::output(
+        ErrorKind::OutputIo,
+        dst,
+        format!(
+            "--reflink always: the data at virtual offset {offset} is not stored as it is in one file (a sparse or compressed extent, or a copy the file systems refused), so its blocks cannot be shared; use --reflink auto"
+        ),
+    )
+}
+
 /// The seed reproducible ids derive from: the content and everything about the output.
-fn reproducible_seed(plan: &ConvertPlan, size: u64, digest: &[u8; 32]) -> [u8; 32] {
+pub(crate) fn reproducible_seed(plan: &ConvertPlan, size: u64, digest: &[u8; 32]) -> [u8; 32] {
     Sha256::new()
         .chain_update(digest)
         .chain_update(plan.format.name())
@@ -425,7 +464,12 @@ fn copy_jobs(src: &dyn Disk, runs: &[Run]) -> Option<Vec<Job>> {
 
 /// Fills `data` (virtual bytes from `offset`) from `runs`: data ranges are read, the
 /// rest are zeros without reading.
-fn read_runs(src: &mut dyn Disk, runs: &[Run], offset: u64, data: &mut [u8]) -> Result<()> {
+pub(crate) fn read_runs(
+    src: &mut dyn Disk,
+    runs: &[Run],
+    offset: u64,
+    data: &mut [u8],
+) -> Result<()> {
     for r in runs {
         let at = (r.offset - offset) as usize;
         let piece = &mut data[at..at + r.len as usize];

@@ -20,19 +20,22 @@
 //! ```
 //!
 //! Layers, lowest first; each imports only from those before it:
-//! 1. [`error`], [`rules`], [`cancel`], [`size`], [`zero`], [`identity`];
+//! 1. [`error`], [`rules`], [`cancel`], [`size`], [`zero`], [`identity`], [`threads`];
 //! 2. [`disk`]: the reader contract, input files, the `info` record;
 //! 3. formats: [`vmdk`], [`vhd`], [`vhdx`], [`raw`], [`partition`], [`guest`] (none imports
-//!    another, nor anything below), and [`sink`], the contract writers write through;
+//!    another, nor anything below), [`sink`], the contract writers write through, and
+//!    [`reflink`], block sharing between files;
 //! 4. [`output`]: the destination file;
-//! 5. the pipeline: [`target`], [`plan`], [`convert`], [`compare`], [`check`], [`info`],
-//!    [`report`], [`inspect`] (guest readiness over any image).
+//! 5. the pipeline: [`target`], [`plan`], [`convert`], [`stream_out`], [`compare`],
+//!    [`check`], [`info`], [`report`], [`inspect`] (guest readiness over any image), and
+//!    [`batch`] above `convert`.
 
 pub mod cancel;
 pub mod error;
 pub mod identity;
 pub mod rules;
 pub mod size;
+pub mod threads;
 pub mod zero;
 
 pub mod disk;
@@ -42,6 +45,7 @@ pub mod guest;
 pub mod ova;
 pub mod partition;
 pub mod raw;
+pub mod reflink;
 pub mod sink;
 pub mod vhd;
 pub mod vhdx;
@@ -49,6 +53,7 @@ pub mod vmdk;
 
 pub mod output;
 
+pub mod batch;
 pub mod check;
 pub mod compare;
 pub mod convert;
@@ -56,6 +61,7 @@ pub mod info;
 pub mod inspect;
 pub mod plan;
 pub mod report;
+pub mod stream_out;
 pub mod target;
 
 use std::path::Path;

@@ -2,8 +2,10 @@
 //! plan once (`request`); every outcome leaves through one exit path in `main`, which
 //! re-raises SIGINT/SIGTERM after cleanup so that shell loops stop.
 
+mod batch_cmd;
 mod cli;
 mod progress;
+mod stdout_image;
 mod text;
 
 use std::io::{IsTerminal, Write};
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Info(a) => flags(&a.common),
         Command::Compare(a) => flags(&a.common),
         Command::Check(a) => flags(&a.common),
+        Command::Batch(a) => flags(&a.common),
         Command::Inspect(a) => flags(&a.common),
         Command::Completions(_) | Command::Man => (false, false, 0),
     };
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Info(args) => run_info(args, &cancel),
         Command::Compare(args) => run_compare(args, &cancel),
         Command::Check(args) => run_check(args, &cancel),
+        Command::Batch(args) => batch_cmd::run(args, &cancel),
         Command::Inspect(args) => run_inspect(args, &cancel),
         Command::Completions(args) => print_completions(args.shell),
         Command::Man => print_man(),
@@ -203,12 +207,21 @@ fn request(args: &ConvertArgs) -> Result<ConvertRequest, Error> {
         verify: args.verify,
         force: args.force,
         reproducible_time,
+        reflink: args.reflink.map(|r| match r {
+            cli::ReflinkArg::Auto => vdconv::reflink::ReflinkMode::Auto,
+            cli::ReflinkArg::Always => vdconv::reflink::ReflinkMode::Always,
+            cli::ReflinkArg::Never => vdconv::reflink::ReflinkMode::Never,
+        }),
     })
 }
 
 fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
     let common = &args.common;
     let plan = ConvertPlan::new(&args.dst, &request(args)?)?;
+    let to_stdout = vdconv::stream_out::is_stream(&args.dst);
+    if to_stdout {
+        stdout_image::check(args, &plan)?;
+    }
     let mut disk = vdconv::open(&args.src, &open_options(common, cancel))?;
     let mut advice = Vec::new();
     if args.inspect {
@@ -236,8 +249,11 @@ fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
     warn_all(common.quiet, disk.warnings());
     warn_all(common.quiet, &advice);
     let mut reporter = Reporter::new(args.progress, common.quiet, &args.src.display().to_string());
-    let result =
-        vdconv::convert::convert(disk.as_mut(), &plan, cancel, &mut |p| reporter.update(p));
+    let result = if to_stdout {
+        stdout_image::convert(disk.as_mut(), &plan, cancel, &mut |p| reporter.update(p))
+    } else {
+        vdconv::convert::convert(disk.as_mut(), &plan, cancel, &mut |p| reporter.update(p))
+    };
     reporter.finish();
     let mut report = result?;
     report.warnings.extend(advice);

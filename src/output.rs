@@ -13,9 +13,10 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::reflink::{self, ReflinkMode};
 use crate::sink::Sink;
 
 /// How holes are treated in the output.
@@ -43,6 +44,12 @@ pub struct Output {
     copy_offload: Arc<AtomicBool>,
     /// Buffer for copies the kernel cannot do.
     copy_buffer: Mutex<Vec<u8>>,
+    /// Whether copies share blocks (`--reflink`), and whether sharing still seems to
+    /// work between the inputs and this file.
+    reflink: ReflinkMode,
+    reflink_ok: AtomicBool,
+    /// Bytes copied by each path, for -v: shared, copied by the kernel, read and written.
+    copied: [AtomicU64; 3],
     committed: AtomicBool,
 }
 
@@ -95,8 +102,33 @@ impl Output {
             force,
             copy_offload: Arc::new(AtomicBool::new(true)),
             copy_buffer: Mutex::new(Vec::new()),
+            reflink: ReflinkMode::Auto,
+            reflink_ok: AtomicBool::new(true),
+            copied: Default::default(),
             committed: AtomicBool::new(false),
         })
+    }
+
+    /// How copies treat block sharing (see [`ReflinkMode`]); Auto unless set.
+    pub fn set_reflink(&mut self, mode: ReflinkMode) {
+        self.reflink = mode;
+        if mode == ReflinkMode::Never {
+            // copy_file_range shares blocks by itself on XFS and btrfs.
+            self.copy_offload.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a copy offered now may still share blocks (not Never, and no clone has
+    /// failed as unavailable): worth offering copies even when the data is read anyway.
+    pub fn may_share(&self) -> bool {
+        self.reflink != ReflinkMode::Never && self.reflink_ok.load(Ordering::Relaxed)
+    }
+
+    /// Bytes copied so far by each path: (shared, kernel copies, read and written).
+    pub fn copy_paths(&self) -> (u64, u64, u64) {
+        let [a, b, c] = &self.copied;
+        let get = |x: &AtomicU64| x.load(Ordering::Relaxed);
+        (get(a), get(b), get(c))
     }
 
     /// Whether copies may still be offered as copy_file_range (see `copy_from`).
@@ -128,9 +160,63 @@ impl Output {
                 .as_input()
             })?;
             self.write_nonzero(&buf[..n], to)?;
+            self.copied[2].fetch_add(n as u64, Ordering::Relaxed);
             (from, to, left) = (from + n as u64, to + n as u64, left - n as u64);
         }
         Ok(())
+    }
+
+    /// Shares the block-aligned middle of a copy (FICLONERANGE) and copies its unaligned
+    /// head and tail; false when nothing was shared, for the caller to copy it all. With
+    /// `--reflink always`, a range whose blocks cannot be shared is an error.
+    fn copy_shared(&self, src: &File, src_offset: u64, offset: u64, len: u64) -> Result<bool> {
+        let always = self.reflink == ReflinkMode::Always;
+        let block = reflink::block_size(src, &self.file);
+        let Some((head, body)) = reflink::aligned_middle(src_offset, offset, len, block) else {
+            if always {
+                return Err(Error::output(
+                    ErrorKind::OutputIo,
+                    &self.dst,
+                    format!(
+                        "--reflink always: source offset {src_offset} and output offset {offset} lie differently within a {block}-byte block, so no block can be shared; use --reflink auto"
+                    ),
+                ));
+            }
+            return Ok(false);
+        };
+        if body == 0 {
+            // Shorter than a block: nothing to share, only bytes to copy.
+            return Ok(false);
+        }
+        if let Err(e) =
+            reflink::clone_range(src, src_offset + head, &self.file, offset + head, body)
+        {
+            if !reflink::unavailable(&e) {
+                return Err(Error::output_io(
+                    &self.dst,
+                    format!("{body} bytes at offset {} (FICLONERANGE)", offset + head),
+                    e,
+                ));
+            }
+            if always {
+                return Err(Error::output(
+                    ErrorKind::OutputIo,
+                    &self.dst,
+                    format!(
+                        "--reflink always: cannot share blocks with the source ({e}); both files must be on one file system that shares blocks (XFS with reflink=1, btrfs); use --reflink auto to copy instead"
+                    ),
+                ));
+            }
+            tracing::info!("sharing blocks (FICLONERANGE) unavailable here ({e}); copying instead");
+            self.reflink_ok.store(false, Ordering::Relaxed);
+            return Ok(false);
+        }
+        self.copied[0].fetch_add(body, Ordering::Relaxed);
+        // The unaligned ends are shorter than a block: copy_from copies them.
+        let tail = len - head - body;
+        self.copy_from(src, src_offset, offset, head)?;
+        self.copy_from(src, src_offset + head + body, offset + head + body, tail)?;
+        Ok(true)
     }
 
     /// Writes zeros into each hole the file system reports, so that no byte is sparse.
@@ -235,6 +321,10 @@ impl Sink for Output {
     /// blocks), falling back to reading and writing where the file systems do not support
     /// it. A source that ends early is an input error.
     fn copy_from(&self, src: &File, src_offset: u64, offset: u64, len: u64) -> Result<()> {
+        // Shared blocks first (`--reflink`): metadata only, where the file systems allow.
+        if len > 0 && self.may_share() && self.copy_shared(src, src_offset, offset, len)? {
+            return Ok(());
+        }
         let (Ok(mut from), Ok(mut to)) = (
             libc::off64_t::try_from(src_offset),
             libc::off64_t::try_from(offset),
@@ -261,6 +351,7 @@ impl Sink for Output {
             };
             if n > 0 {
                 left -= n as u64;
+                self.copied[1].fetch_add(n as u64, Ordering::Relaxed);
                 continue;
             }
             let err = io::Error::last_os_error();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::reflink::ReflinkMode;
 use crate::target::Target;
 use crate::{vhd, vhdx};
 
@@ -77,6 +78,8 @@ pub struct ConvertRequest {
     /// Seconds since the Unix epoch for reproducible output (SOURCE_DATE_EPOCH): ids are
     /// then derived from the content and this time, so two runs write the same bytes.
     pub reproducible_time: Option<u64>,
+    /// `--reflink`: whether a fixed output shares the source's blocks; default auto.
+    pub reflink: Option<ReflinkMode>,
 }
 
 /// What will be done: every field decided.
@@ -98,6 +101,7 @@ pub struct ConvertPlan {
     pub verify: bool,
     pub force: bool,
     pub reproducible_time: Option<u64>,
+    pub reflink: ReflinkMode,
 }
 
 fn usage(option: &str, detail: impl Into<String>) -> Error {
@@ -150,6 +154,10 @@ impl ConvertPlan {
                 ));
             }
         }
+        let reflink = req.reflink.unwrap_or_default();
+        if reflink == ReflinkMode::Always {
+            check_reflink_always(disk_type, req)?;
+        }
         Ok(ConvertPlan {
             destination: dst.to_path_buf(),
             format,
@@ -163,6 +171,7 @@ impl ConvertPlan {
             verify: req.verify,
             force: req.force,
             reproducible_time: req.reproducible_time,
+            reflink,
         })
     }
 
@@ -222,6 +231,21 @@ fn resolve_format(dst: &Path, req: &ConvertRequest) -> Result<OutputFormat> {
             ),
         )),
     }
+}
+
+/// `--reflink always` promises shared blocks: only a fixed image, which lays the disk out
+/// as one run, can keep it (a dynamic one packs its blocks in the order they are met).
+fn check_reflink_always(disk_type: DiskType, req: &ConvertRequest) -> Result<()> {
+    let why = if disk_type != DiskType::Fixed {
+        "shares the source's blocks into a fixed image only; pass --type fixed, or --reflink auto"
+    } else if req.in_place {
+        "does not apply to --in-place, which copies nothing"
+    } else if req.sparse == Some(SparseMode::Always) {
+        "does not go with --sparse always, which reads the data to punch out zeros"
+    } else {
+        return Ok(());
+    };
+    Err(usage("--reflink", why))
 }
 
 fn resolve_type(req: &ConvertRequest) -> Result<DiskType> {

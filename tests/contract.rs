@@ -370,6 +370,7 @@ fn every_argument_has_a_sentence_in_help() {
         ("info", &["<IMG>"][..]),
         ("check", &["<IMG>"][..]),
         ("compare", &["<A>", "<B>"][..]),
+        ("batch", &["<PLAN>"][..]),
     ] {
         let o = vdconv(&[&command, &"-h"]);
         assert_ok(&o);

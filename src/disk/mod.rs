@@ -124,6 +124,12 @@ pub trait Disk: Send {
 
     /// Every file this disk reads from (the destination must be none of them).
     fn files(&self) -> Vec<PathBuf>;
+
+    /// The content id the image records, which changes whenever its contents do (a VMDK's
+    /// CID): lets a batch tell that a source it converted before is still the same.
+    fn content_id(&self) -> Option<String> {
+        None
+    }
 }
 
 impl dyn Disk + '_ {

@@ -636,4 +636,8 @@ impl Disk for VmdkDisk {
         }
         files
     }
+
+    fn content_id(&self) -> Option<String> {
+        self.descriptor.header.get("cid").cloned()
+    }
 }

@@ -351,9 +351,8 @@ impl SparseExtent {
         for i in 0..count as u64 {
             places.push(self.grain(first + i)?);
         }
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(count / MIN_GRAINS_PER_WORKER);
+        // The process's budget per conversion (every core, or a batch's share of them).
+        let workers = crate::threads::per_conversion().min(count / MIN_GRAINS_PER_WORKER);
         if self.inflaters.len() < workers {
             self.inflaters.resize_with(workers, Inflater::default);
         }

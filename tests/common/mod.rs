@@ -35,7 +35,8 @@ pub fn check_documents(args: &[&dyn AsRef<std::ffi::OsStr>], o: &Output) {
     let command = words.first().map(String::as_str).unwrap_or("");
     if words.iter().any(|w| w == "--json") {
         let report_exits: &[i32] = match command {
-            "check" | "compare" | "inspect" => &[0, 1],
+            // batch: 1 when an item failed, its lines still reports.
+            "check" | "compare" | "inspect" | "batch" => &[0, 1],
             _ => &[0],
         };
         let def = match o.status.code() {

@@ -1,0 +1,216 @@
+//! DST `-`: the image on stdout, forward. With SOURCE_DATE_EPOCH set it is byte for byte
+//! the file `convert SRC FILE` writes, for every output kind; libvhdi and qemu-img read
+//! what went through the pipe as the source; what a stream cannot honour is refused.
+
+mod common;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+const EPOCH: &str = "1700000000";
+
+/// Runs `vdconv convert SRC - ARGS` with stdout into `out`; returns stderr and status.
+fn to_stdout(src: &Path, args: &[&str], out: &Path, epoch: bool) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vdconv"));
+    cmd.arg("convert").arg(src).arg("-").args(args);
+    if epoch {
+        cmd.env("SOURCE_DATE_EPOCH", EPOCH);
+    }
+    cmd.stdout(File::create(out).unwrap()).output().unwrap()
+}
+
+fn to_file(src: &Path, args: &[&str], out: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_vdconv"))
+        .arg("convert")
+        .arg(src)
+        .arg(out)
+        .args(args)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .unwrap();
+    assert_ok(&o);
+}
+
+/// The kinds a stream writes: (name, options, qemu format).
+const KINDS: [(&str, &[&str], &str); 7] = [
+    ("fixed VHD", &["-O", "vhd", "--type", "fixed"], "vpc"),
+    ("dynamic VHD", &["-O", "vhd"], "vpc"),
+    (
+        "dynamic VHD, 512 KiB blocks",
+        &["-O", "vhd", "--block-size", "512K"],
+        "vpc",
+    ),
+    ("dynamic VHDX", &["-O", "vhdx"], "vhdx"),
+    (
+        "dynamic VHDX, 1 MiB blocks",
+        &["-O", "vhdx", "--block-size", "1M"],
+        "vhdx",
+    ),
+    ("fixed VHDX", &["-O", "vhdx", "--type", "fixed"], "vhdx"),
+    ("Azure (rounded up)", &["--target", "azure"], "vpc"),
+];
+
+#[test]
+fn the_stream_is_the_file_byte_for_byte_and_reads_as_the_source() {
+    if !have_readers() {
+        return;
+    }
+    let dir = tempdir();
+    let d = dir.path();
+    // Not a whole MiB (the last chunk and block are partial; Azure rounds it up), with
+    // data, text, zeros and holes.
+    let raw = d.join("disk.raw");
+    patterned_raw(&raw, 20 * MIB + 12800, 3);
+    let (raw_size, raw_hash) = (std::fs::metadata(&raw).unwrap().len(), file_sha256(&raw));
+    for (layout, options) in [("stream", "subformat=streamOptimized"), ("sparse", "")] {
+        let src = d.join(format!("{layout}.vmdk"));
+        qemu_vmdk(&raw, &src, options);
+        for (name, args, qemu_format) in KINDS {
+            let file = d.join("file.img");
+            let piped = d.join("piped.img");
+            let _ = std::fs::remove_file(&file);
+            to_file(&src, args, &file);
+            let o = to_stdout(&src, args, &piped, true);
+            assert_ok(&o);
+            assert!(
+                stderr(&o).contains("vdconv: wrote -"),
+                "the closing line goes to stderr: {}",
+                stderr(&o)
+            );
+            assert_eq!(
+                file_sha256(&piped),
+                file_sha256(&file),
+                "{layout} -> {name}: the stream differs from the file"
+            );
+            qemu_compare(&raw, "raw", &piped, qemu_format);
+            if !args.contains(&"azure") {
+                assert_eq!(
+                    libvhdi_sha256(&piped),
+                    (raw_size, raw_hash.clone()),
+                    "{name}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn without_a_fixed_time_the_ids_differ_but_not_the_contents() {
+    if !have_readers() {
+        return;
+    }
+    let dir = tempdir();
+    let raw = dir.path().join("disk.raw");
+    patterned_raw(&raw, 4 * MIB, 8);
+    let src = dir.path().join("disk.vmdk");
+    qemu_vmdk(&raw, &src, "subformat=streamOptimized");
+    let (a, b) = (dir.path().join("a.vhdx"), dir.path().join("b.vhdx"));
+    assert_ok(&to_stdout(&src, &["-O", "vhdx"], &a, false));
+    assert_ok(&to_stdout(&src, &["-O", "vhdx"], &b, false));
+    assert_ne!(file_sha256(&a), file_sha256(&b), "random ids");
+    assert_eq!(
+        std::fs::metadata(&a).unwrap().len(),
+        std::fs::metadata(&b).unwrap().len()
+    );
+    for f in [&a, &b] {
+        qemu_compare(&raw, "raw", f, "vhdx");
+        assert_eq!(libvhdi_sha256(f).1, file_sha256(&raw));
+        let o = vdconv(&[&"check", f]);
+        assert_ok(&o);
+    }
+}
+
+#[test]
+fn through_a_pipe_with_progress_and_messages_kept_off_stdout() {
+    if !have("qemu-img", "the Debian package qemu-utils") {
+        return;
+    }
+    let dir = tempdir();
+    let raw = dir.path().join("disk.raw");
+    patterned_raw(&raw, 6 * MIB, 9);
+    let src = dir.path().join("disk.vmdk");
+    qemu_vmdk(&raw, &src, "");
+    let file = dir.path().join("file.vhd");
+    to_file(&src, &["-O", "vhd"], &file);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vdconv"))
+        .args(["convert", "-v", "--progress", "always", "-O", "vhd"])
+        .arg(&src)
+        .arg("-")
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut got = Vec::new();
+    child.stdout.take().unwrap().read_to_end(&mut got).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_ok(&o);
+    assert_eq!(
+        bytes_sha256(&got),
+        file_sha256(&file),
+        "only the image on stdout"
+    );
+    assert!(!stderr(&o).is_empty(), "progress and -v went to stderr");
+}
+
+#[test]
+fn a_receiver_that_goes_away_is_a_failure_not_a_quiet_end() {
+    if !have("qemu-img", "the Debian package qemu-utils") {
+        return;
+    }
+    let dir = tempdir();
+    let raw = dir.path().join("disk.raw");
+    patterned_raw(&raw, 16 * MIB, 10);
+    let src = dir.path().join("disk.vmdk");
+    qemu_vmdk(&raw, &src, "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vdconv"))
+        .args(["convert", "-O", "vhd", "--type", "fixed"])
+        .arg(&src)
+        .arg("-")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 1000];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap(); // then closed
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("incomplete image"), "{}", stderr(&o));
+}
+
+#[test]
+fn what_a_stream_cannot_honour_is_refused() {
+    let dir = tempdir();
+    let src = fixture("handmade/stream-footer-padded.vmdk");
+    let out = dir.path().join("out");
+    for (args, option) in [
+        (&["-O", "vhd", "--verify"][..], "--verify"),
+        (&["-O", "vhd", "--json"], "--json"),
+        (
+            &["-O", "vhd", "--type", "fixed", "--sparse", "never"],
+            "--sparse",
+        ),
+        (&["-O", "vhd", "--in-place"], "--in-place"),
+        (
+            &["-O", "vhd", "--type", "fixed", "--reflink", "always"],
+            "--reflink",
+        ),
+        (&[], "give -O vhd or -O vhdx"),
+    ] {
+        let o = to_stdout(&src, args, &out, false);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(option), "{args:?}: {}", stderr(&o));
+        let printed = std::fs::read(&out).unwrap();
+        if option == "--json" {
+            // --json asked for an error document on stdout; no image was begun.
+            let v: serde_json::Value = serde_json::from_slice(&printed).unwrap();
+            schema::assert_valid("error", &v);
+        } else {
+            assert!(printed.is_empty(), "nothing on stdout: {args:?}");
+        }
+    }
+}
