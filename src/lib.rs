@@ -28,7 +28,8 @@
 //! 4. [`output`]: the destination file;
 //! 5. [`chain`]: opening an image with its parents;
 //! 6. the pipeline: [`target`], [`plan`], [`convert`], [`keep_chain`], [`stream_out`],
-//!    [`compare`], [`check`], [`info`], [`report`], and [`batch`] above `convert`.
+//!    [`compare`], [`check`], [`info`], [`report`], [`inspect`] (guest readiness over any
+//!    image), and [`batch`] above `convert`.
 
 pub mod cancel;
 pub mod error;
@@ -59,6 +60,7 @@ pub mod check;
 pub mod compare;
 pub mod convert;
 pub mod info;
+pub mod inspect;
 pub mod keep_chain;
 pub mod plan;
 pub mod report;

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use cli::{
     CheckArgs, CheckTargetArg, Cli, Command, CompareArgs, ConvertArgs, FormatArg, InfoArgs,
-    SparseArg, TargetArg, TypeArg,
+    InspectArgs, SparseArg, TargetArg, TypeArg,
 };
 use progress::Reporter;
 use vdconv::plan::{ConvertPlan, ConvertRequest, DiskType, OutputFormat, SparseMode};
@@ -59,6 +59,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => flags(&a.common),
         Command::Check(a) => flags(&a.common),
         Command::Batch(a) => flags(&a.common),
+        Command::Inspect(a) => flags(&a.common),
         Command::Completions(_) | Command::Man => (false, false, 0),
     };
     init_tracing(verbose, quiet);
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => run_compare(args, &cancel),
         Command::Check(args) => run_check(args, &cancel),
         Command::Batch(args) => batch_cmd::run(args, &cancel),
+        Command::Inspect(args) => run_inspect(args, &cancel),
         Command::Completions(args) => print_completions(args.shell),
         Command::Man => print_man(),
     };
@@ -228,8 +230,20 @@ fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
     }
     let mut disk = vdconv::open(&args.src, &open_options(common, cancel))?;
     let mut advice = Vec::new();
+    if args.inspect {
+        // Read-only, before anything is written: a refusal leaves nothing behind.
+        let (doc, back) = vdconv::inspect::inspect_disk(disk, plan.target, cancel)?;
+        disk = back;
+        let guest = vdconv::inspect::gate_warnings(&doc, plan.target);
+        if let Err(e) = vdconv::inspect::gate(&doc, plan.target, args.force_unready) {
+            warn_all(common.quiet, &guest);
+            return Err(e);
+        }
+        // Printed with the other advice, and kept in the report's warnings.
+        advice.extend(guest);
+    }
     if let Some(t) = plan.target {
-        advice = vdconv::target::advice(t, disk.as_mut());
+        advice.extend(vdconv::target::advice(t, disk.as_mut()));
         let size = disk.virtual_size();
         let out_size = plan.output_size(size)?;
         if out_size != size {
@@ -310,8 +324,23 @@ fn run_keep_chain(args: &ConvertArgs, plan: &ConvertPlan, cancel: &Cancel) -> Ou
 }
 
 fn run_check(args: &CheckArgs, cancel: &Cancel) -> Outcome {
+    if args.guest {
+        let target = match args.target {
+            Some(CheckTargetArg::Azure) => TargetArg::Azure,
+            Some(CheckTargetArg::HypervGen1) => TargetArg::HypervGen1,
+            Some(CheckTargetArg::HypervGen2) => TargetArg::HypervGen2,
+            None => return Err(Error::usage(Some("--guest"), "needs --target")),
+        };
+        return inspect_and_print(&args.img, Some(target), &args.common, cancel);
+    }
     let report = match args.target {
         Some(CheckTargetArg::Azure) => vdconv::check::check_azure(&args.img, cancel)?,
+        Some(_) => {
+            return Err(Error::usage(
+                Some("--target"),
+                "Hyper-V has no upload rules to check; add --guest to check the guest for it",
+            ));
+        }
         None => vdconv::check::check(&args.img, &open_options(&args.common, cancel))?,
     };
     if args.common.json {
@@ -320,6 +349,34 @@ fn run_check(args: &CheckArgs, cancel: &Cancel) -> Outcome {
         print_text(&text::check(&report))?;
     }
     Ok(if report.clean { 0 } else { 1 })
+}
+
+fn run_inspect(args: &InspectArgs, cancel: &Cancel) -> Outcome {
+    inspect_and_print(&args.img, args.target, &args.common, cancel)
+}
+
+/// `inspect` and `check --guest`: the report on stdout (text or JSON), exit 1 when it is
+/// not ready (docs/json.md: `ready`).
+fn inspect_and_print(
+    img: &Path,
+    target: Option<TargetArg>,
+    common: &cli::Common,
+    cancel: &Cancel,
+) -> Outcome {
+    let target = target.map(|t| match t {
+        TargetArg::Azure => Target::Azure,
+        TargetArg::HypervGen1 => Target::HypervGen1,
+        TargetArg::HypervGen2 => Target::HypervGen2,
+    });
+    let disk = vdconv::open(img, &open_options(common, cancel))?;
+    warn_all(common.quiet, disk.warnings());
+    let (doc, _) = vdconv::inspect::inspect_disk(disk, target, cancel)?;
+    if common.json {
+        print_json(&doc)?;
+    } else {
+        print_text(&text::inspect(&doc, target))?;
+    }
+    Ok(if doc.ready { 0 } else { 1 })
 }
 
 fn run_compare(args: &CompareArgs, cancel: &Cancel) -> Outcome {
