@@ -161,13 +161,8 @@ fn write_at(disk: &Path, offset: u64, src: &Path) {
     }
 }
 
-/// vdconv_measured, with this process's peak RSS reset first. A child's ru_maxrss starts
-/// from the high-water mark of the address space it replaced at exec, which for a child
-/// spawned from here is this test process's: without the reset, vdconv would be charged
-/// with the images this process once held. What remains is a floor of this process's
-/// current size (some MiB).
+/// vdconv_measured: vdconv's own peak memory (GNU time measures it from a small process).
 fn measured(args: &[&dyn AsRef<std::ffi::OsStr>]) -> common::Measured {
-    fs::write("/proc/self/clear_refs", "5").expect("reset the peak RSS (/proc/self/clear_refs)");
     vdconv_measured(args)
 }
 
