@@ -6,6 +6,15 @@ VHDX with both tools, alternating them, RUNS timed runs each after a warm-up, ou
 /dev/shm so disk writeback does not dominate, and prints for each case the median and best
 wall times, the ratios vdconv/qemu-img and both tools' peak RSS (/usr/bin/time -v).
 
+The chain rows flatten a 3-deep snapshot chain (the monolithicSparse disk as the base,
+three qemu-made deltas over it, each rewriting 1 MiB pieces spread over the disk, the
+last also zeroing some of its parent's data with zeroed grains): vdconv reads it as one
+disk, qemu-img convert follows the backing files.
+
+Then `vdconv inspect` on a 20 GiB monolithicSparse guest holding 2 GiB of data (a Debian
+root made by mkfs.ext4 -d, a 40 MiB initrd): time, bytes of the disk read (its JSON
+bytes_read), bytes read from files (rchar), peak RSS; targets: under 2 s, under 200 MiB.
+
 Then a whole-VM export: the streamOptimized disk as a single-disk OVA (descriptor,
 SHA-256 manifest, disk, as ovftool lays it out) converted to dynamic VHDX by vdconv from
 the file and from a pipe (`cat vm.ova | vdconv convert - ...`, the manifest checked either
@@ -13,6 +22,7 @@ way), against `tar -x` of the disk into /dev/shm followed by `qemu-img convert`.
 
 Usage: python3 bench/bench.py [--runs N] [--corpus DIR] [--only SUBSTRING] [--quick] [--cold] [--detail]
                               [--batch | --no-batch]
+  --only inspect   only the inspect case (the conversion corpus is then not built)
   --quick   a 256 MiB corpus instead of 2 GiB (for trying changes; not for the record)
   --cold    evict the source from the page cache before every run (a first conversion)
   --detail  every run's wall and system seconds, on stderr
@@ -22,13 +32,16 @@ floor for monolithicFlat -> fixed VHD, each with the fraction vdconv reaches. Th
 batch rows: a 16-disk plan (64 MiB disks, 16 MiB with --quick, the four hosted layouts
 qemu-img writes) to dynamic VHDX, `vdconv batch -j 2` against a shell loop of
 `qemu-img convert` and against `vdconv batch -j 1`, the three alternating.
-Needs: qemu-img, /usr/bin/time, a release build (cargo build --release).
+Needs: qemu-img, /usr/bin/time, a release build (cargo build --release); for the guest:
+sfdisk, mkfs.vfat, mtools, mkfs.ext4 (-d, -E offset), cpio, zstd.
 """
 
 import argparse
+import json
 import os
 import random
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,6 +49,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VDCONV = os.path.join(ROOT, "target", "release", "vdconv")
+# One output folder per run, removed at the end: two benchmarks on one machine must not
+# remove each other's files.
+OUT_DIR = "/dev/shm/vdconv-bench-%d" % os.getpid()
 MIB = 1 << 20
 
 
@@ -86,7 +102,37 @@ def build_corpus(d, size):
             os.remove(sources["empty-2TiB-sparse"])
         sh("qemu-img", "create", "-f", "vmdk", sources["empty-2TiB-sparse"], "2T")
         open(stamp, "w").close()
+    sources["chain-3-deep"] = build_chain(d, size)
     return sources
+
+
+def build_chain(d, size):
+    """sparse.vmdk <- chain-1 <- chain-2 (twoGbMaxExtentSparse) <- chain-3: each delta
+    writes a 1 MiB piece every 8 MiB (at its own phase), and chain-3 also zeroes a 1 MiB
+    piece every 32 MiB of what is below (zeroed grains). Returns the top."""
+    links = [os.path.join(d, "chain-%d.vmdk" % i) for i in (1, 2, 3)]
+    stamp = os.path.join(d, "stamp-chain-%d" % size)
+    if os.path.exists(stamp):
+        return links[-1]
+    print("building the 3-deep chain in %s ..." % d, file=sys.stderr)
+    for path in links:
+        for f in os.listdir(d):
+            if f.startswith(os.path.basename(path)[:-5]):
+                os.remove(os.path.join(d, f))
+    parents = ["sparse.vmdk", "chain-1.vmdk", "chain-2.vmdk"]
+    options = ["zeroed_grain=on", "subformat=twoGbMaxExtentSparse", "zeroed_grain=on"]
+    mib = size // MIB
+    for i, (path, parent, opt) in enumerate(zip(links, parents, options)):
+        sh("qemu-img", "create", "-q", "-f", "vmdk", "-o", opt, "-b", parent, "-F", "vmdk", path)
+        cmds = []
+        for at in range(i * 3, mib, 8):
+            cmds += ["-c", "write -q -P %d %dM 1M" % (0x40 + 16 * i + at % 13, at)]
+        if i == 2:
+            for at in range(5, mib, 32):
+                cmds += ["-c", "write -q -z %dM 1M" % at]
+        sh("qemu-io", "-f", "vmdk", *cmds, path)
+    open(stamp, "w").close()
+    return links[-1]
 
 
 CASES = [
@@ -98,6 +144,8 @@ CASES = [
     ("monolithicFlat", "fixed VHD", ["-O", "vhd", "--type", "fixed"], ["-O", "vpc", "-o", "subformat=fixed"], "vhd"),
     ("monolithicFlat", "dynamic VHDX", ["-O", "vhdx"], ["-O", "vhdx"], "vhdx"),
     ("empty-2TiB-sparse", "dynamic VHDX", ["-O", "vhdx"], ["-O", "vhdx"], "vhdx"),
+    ("chain-3-deep", "dynamic VHDX", ["-O", "vhdx"], ["-O", "vhdx"], "vhdx"),
+    ("chain-3-deep", "dynamic VHD", ["-O", "vhd"], ["-O", "vpc"], "vhd"),
 ]
 
 
@@ -110,6 +158,123 @@ def drop_cache(paths):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+
+
+GIB = 1 << 30
+INSPECT_CASE = "inspect 20GiB guest"
+
+
+def write_guest_tree(tree, data_size):
+    """A Debian 12 root ready for Azure (GRUB with console=ttyS0, netplan on DHCP,
+    cloud-init, the Hyper-V modules in a zstd initrd of Debian's usual size, ~40 MiB) and
+    data_size bytes of incompressible files in /srv/data, 1 MiB each."""
+    ver = "6.1.0-18-amd64"
+    root_uuid = "5f2b8c1e-7a4d-4f8e-9c3b-2d1e0f9a8b7c"
+    rnd = random.Random(20261126)
+
+    def put(path, data):
+        full = os.path.join(tree, path.lstrip("/"))
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(data if isinstance(data, bytes) else data.encode())
+
+    put("/etc/os-release", 'NAME="Debian GNU/Linux"\nVERSION_ID="12"\nID=debian\n')
+    put("/etc/fstab", "UUID=%s / ext4 errors=remount-ro 0 1\nUUID=A1B2-C3D4 /boot/efi vfat umask=0077 0 1\n" % root_uuid)
+    os.symlink("usr/lib", os.path.join(tree, "lib"))
+    put("/boot/vmlinuz-" + ver, rnd.randbytes(8 * MIB))
+    put("/boot/config-" + ver, "CONFIG_HYPERV=m\nCONFIG_HYPERV_STORAGE=m\nCONFIG_HYPERV_NET=m\nCONFIG_UDF_FS=m\nCONFIG_VFAT_FS=m\n")
+    put("/boot/grub/grub.cfg", "menuentry 'Debian GNU/Linux' {\n\tlinux /boot/vmlinuz-%s root=UUID=%s ro console=ttyS0,115200n8\n\tinitrd /boot/initrd.img-%s\n}\n" % (ver, root_uuid, ver))
+    put("/etc/netplan/50-cloud-init.yaml", "network:\n  version: 2\n  ethernets:\n    eth0:\n      dhcp4: true\n")
+    put("/usr/bin/cloud-init", "#!/usr/bin/python3\n")
+    put("/etc/cloud/cloud.cfg", "datasource_list: [ Azure, None ]\n")
+    # The initrd: early microcode, then ~110 MiB of modules (a third incompressible) as
+    # one zstd archive, as update-initramfs makes it with MODULES=most.
+    stage = tree + ".initrd"
+    shutil.rmtree(stage, ignore_errors=True)
+    text = b"".join(b"symbol_%06d: module code and data\n" % i for i in range(2000))
+    for i in range(1100):
+        blob = rnd.randbytes(32 * 1024) + text[: 64 * 1024]
+        put_at = os.path.join(stage, "usr/lib/modules/%s/kernel/drivers/misc/m%04d.ko" % (ver, i))
+        os.makedirs(os.path.dirname(put_at), exist_ok=True)
+        with open(put_at, "wb") as f:
+            f.write(blob + blob[: 4096])
+    for name, sub in (("hv_vmbus", "hv"), ("hv_storvsc", "scsi"), ("hv_netvsc", "net/hyperv")):
+        path = "usr/lib/modules/%s/kernel/drivers/%s/%s.ko" % (ver, sub, name)
+        put(path, b"\x7fELF module")
+        os.makedirs(os.path.dirname(os.path.join(stage, path)), exist_ok=True)
+        shutil.copy(os.path.join(tree, path), os.path.join(stage, path))
+    listing = subprocess.run("find . | sort", shell=True, cwd=stage, check=True, capture_output=True).stdout
+    archive = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=stage, input=listing, check=True, capture_output=True).stdout
+    initrd = subprocess.run(["zstd", "-q", "-c", "-3"], input=archive, check=True, capture_output=True).stdout
+    put("/boot/initrd.img-" + ver, initrd)
+    shutil.rmtree(stage)
+    for i in range(data_size // MIB):
+        put("/srv/data/%03d/file-%05d.bin" % (i // 256, i), rnd.randbytes(MIB))
+    return root_uuid
+
+
+def build_guest(d, disk_size, data_size):
+    """The inspect benchmark's guest, made once: a sparse raw disk of disk_size (GPT: BIOS
+    boot, a 64 MiB FAT ESP with the fallback loader, and an ext4 root made by mkfs.ext4 -d
+    in place at its offset) holding data_size of data, as a monolithicSparse VMDK."""
+    os.makedirs(d, exist_ok=True)
+    vmdk = os.path.join(d, "guest.vmdk")
+    stamp = os.path.join(d, "stamp-guest-%d-%d" % (disk_size, data_size))
+    if os.path.exists(stamp):
+        return vmdk
+    print("building the inspect guest in %s ..." % d, file=sys.stderr)
+    tree = os.path.join(d, "tree")
+    shutil.rmtree(tree, ignore_errors=True)
+    root_uuid = write_guest_tree(tree, data_size)
+    raw = os.path.join(d, "guest.raw")
+    with open(raw, "wb") as f:
+        f.truncate(disk_size)
+    script = "label: gpt\nstart=2048, size=1M, type=21686148-6449-6E6F-744E-656564454649\nsize=64M, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"
+    subprocess.run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", raw], input=script.encode(), check=True)
+    parts = json.loads(subprocess.run(["sfdisk", "--json", raw], check=True, capture_output=True).stdout)["partitiontable"]["partitions"]
+    esp = os.path.join(d, "esp.img")
+    with open(esp, "wb") as f:
+        f.truncate(parts[1]["size"] * 512)
+    sh("mkfs.vfat", "-F", "32", "-i", "A1B2C3D4", esp)
+    with open(os.path.join(d, "BOOTX64.EFI"), "wb") as f:
+        f.write(b"MZ loader")
+    sh("mmd", "-i", esp, "::/EFI", "::/EFI/BOOT")
+    sh("mcopy", "-i", esp, os.path.join(d, "BOOTX64.EFI"), "::/EFI/BOOT/BOOTX64.EFI")
+    sh("dd", "if=" + esp, "of=" + raw, "bs=1M", "seek=%d" % (parts[1]["start"] * 512 // MIB), "conv=notrunc,sparse", "status=none")
+    root = parts[2]
+    sh("mkfs.ext4", "-q", "-F", "-U", root_uuid, "-E", "offset=%d" % (root["start"] * 512), "-d", tree, raw, "%dk" % (root["size"] // 2))
+    shutil.rmtree(tree)
+    if os.path.exists(vmdk):
+        os.remove(vmdk)
+    sh("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse", raw, vmdk)
+    os.remove(raw)
+    os.remove(esp)
+    open(stamp, "w").close()
+    return vmdk
+
+
+def inspect_case(vmdk, runs, cold, detail):
+    """Times vdconv inspect on the guest (after a warm-up; with --cold the VMDK is evicted
+    before every run) and reports bytes_read from its JSON, the bytes it read from files
+    (rchar: a shell's /proc/PID/io gains its reaped children's reads), and peak RSS."""
+    cmd = [VDCONV, "inspect", "--json", "--target", "azure", vmdk]
+    wrapper = 'grep ^rchar /proc/$$/io >&2; "$@"; s=$?; grep ^rchar /proc/$$/io >&2; exit $s'
+    results = []
+    for i in range(runs + 1):
+        drop_cache([vmdk] if cold else [])
+        t = time.perf_counter()
+        p = subprocess.run(["sh", "-c", wrapper, "sh", "/usr/bin/time", "-v"] + cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        if p.returncode not in (0, 1):
+            sys.exit("failed: %s\n%s" % (" ".join(cmd), p.stderr))
+        doc = json.loads(p.stdout)
+        rchar = [int(x) for x in re.findall(r"^rchar: (\d+)", p.stderr, re.M)]
+        rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
+        if i > 0 or cold:
+            results.append((wall, doc["bytes_read"], rchar[1] - rchar[0], rss, doc["ready"]))
+    if detail:
+        print("  inspect: %s" % " ".join("%.3f" % r[0] for r in results), file=sys.stderr)
+    return results
 
 
 def timed(cmd, out, cold=()):
@@ -144,8 +309,9 @@ def main():
         batch_rows(a)
         return
     size = 256 * MIB if a.quick else 2048 * MIB
-    sources = build_corpus(a.corpus + ("-quick" if a.quick else ""), size)
-    out_dir = "/dev/shm/vdconv-bench"
+    converting = any(not a.only or a.only in c[0] + " " + c[1] for c in CASES)
+    sources = build_corpus(a.corpus + ("-quick" if a.quick else ""), size) if converting else {}
+    out_dir = OUT_DIR
     os.makedirs(out_dir, exist_ok=True)
     print("| source | output | vdconv median s | qemu-img median s | median ratio | best ratio | vdconv peak RSS MiB | qemu-img peak RSS MiB |")
     print("|---|---|---|---|---|---|---|---|")
@@ -160,6 +326,10 @@ def main():
         qcmd = ["qemu-img", "convert", "-f", "vmdk"] + qargs + [src, out]
         # Every file the source reads: the flat extent sits beside its descriptor.
         cold = [src] + ([os.path.join(os.path.dirname(src), "flat-flat.vmdk")] if src_key == "monolithicFlat" else [])
+        if src_key == "chain-3-deep":
+            folder = os.path.dirname(src)
+            cold = [os.path.join(folder, f) for f in os.listdir(folder) if f.startswith("chain-") and f.endswith(".vmdk")]
+            cold.append(sources["monolithicSparse"])
         cold = cold if a.cold else []
         timed(vcmd, out, cold)  # warm-up, both
         timed(qcmd, out, cold)
@@ -187,6 +357,23 @@ def main():
             % (src_key, kind, vm, qm, vm / qm, vb / qb, max(x[1] for x in v) / 1024, max(x[1] for x in q) / 1024),
             flush=True,
         )
+    if not a.only or a.only in INSPECT_CASE:
+        # 20 GiB holding 2 GiB of data (--quick: 2 GiB holding 256 MiB).
+        disk, data = (2 * GIB, 256 * MIB) if a.quick else (20 * GIB, 2 * GIB)
+        guest = build_guest(os.path.join(a.corpus + ("-quick" if a.quick else ""), "guest"), disk, data)
+        r = inspect_case(guest, a.runs, a.cold, a.detail)
+        walls = [x[0] for x in r]
+        print()
+        print("| case | median s | best s | bytes_read MiB | file bytes read MiB | peak RSS MiB | ready |")
+        print("|---|---|---|---|---|---|---|")
+        print(
+            "| inspect --target azure, %d GiB monolithicSparse guest with %d MiB of data%s | %.3f | %.3f | %.1f | %.1f | %.1f | %s |"
+            % (disk // GIB, data // MIB, " (cold)" if a.cold else "", statistics.median(walls), min(walls),
+               max(x[1] for x in r) / MIB, max(x[2] for x in r) / MIB, max(x[3] for x in r) / 1024, r[0][4]),
+            flush=True,
+        )
+        print("targets: under 2 s (%s), under 200 MiB read (%s)" % (
+            "met" if max(walls) < 2 else "NOT met", "met" if max(max(x[1], x[2]) for x in r) < 200 * MIB else "NOT met"))
     if not a.only or a.only in "ova OVA":
         ova_rows(sources["streamOptimized"], out_dir, a)
     # Both references are measured from memory: set against warm runs only.
@@ -445,4 +632,7 @@ def write_floor(flat_vmdk, out_dir, bests, runs):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        shutil.rmtree(OUT_DIR, ignore_errors=True)

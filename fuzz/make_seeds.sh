@@ -8,7 +8,7 @@ vd="$root/target/release/vdconv"
 [ -x "$vd" ] || (cd "$root" && cargo build --release -q)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-targets=(descriptor sparse stream vhd vhdx contract cowd sesparse vhdx_log tar ovf manifest hive initramfs)
+targets=(descriptor sparse stream vhd vhdx contract cowd sesparse vhdx_log tar ovf manifest hive initramfs vhd_locator vhdx_locator volumes lvm_text xfs)
 for t in "${targets[@]}"; do mkdir -p "corpus/$t"; done
 
 # Raw disks of two size classes: 192 KiB and 3 MiB with scattered data.
@@ -49,6 +49,40 @@ cp "$tmp"/chain/*sesparse*.vmdk corpus/sesparse/ 2>/dev/null || true
 find "$tmp/chain" -name '*.vmdk' -size +4k | while read -r f; do
   case "$(head -c 4 "$f")" in COWD) cp "$f" corpus/cowd/ ;; esac
 done
+# Differencing children written by --keep-chain: whole files for the image targets, and
+# their locators for the parser targets (a VHD header with its locator data after it; the
+# VHDX parent locator item).
+"$vd" convert -q --keep-chain "$tmp/delta.vmdk" "$tmp/kept.vhdx"
+"$vd" convert -q --keep-chain "$tmp/delta.vmdk" "$tmp/kept.vhd"
+cp "$tmp/delta.avhdx" corpus/vhdx/
+cp "$tmp/delta.vhd" corpus/vhd/delta-child.vhd
+python3 - "$tmp/delta.vhd" corpus/vhd_locator/child <<'PY'
+import struct, sys
+d = open(sys.argv[1], 'rb').read()
+header = d[512:1536]
+# Point the locators at the data copied after the header.
+out = bytearray(header)
+data = bytearray()
+for i in range(8):
+    e = 576 + 24 * i
+    length, offset = struct.unpack('>I', out[e + 8:e + 12])[0], struct.unpack('>Q', out[e + 16:e + 24])[0]
+    if length:
+        out[e + 16:e + 24] = struct.pack('>Q', 1024 + len(data))
+        data += d[offset:offset + length]
+open(sys.argv[2], 'wb').write(bytes(out) + bytes(data))
+PY
+python3 - "$tmp/delta.avhdx" corpus/vhdx_locator/child <<'PY'
+import struct, sys
+d = open(sys.argv[1], 'rb').read()
+meta = 2 << 20
+count = struct.unpack('<H', d[meta + 10:meta + 12])[0]
+locator = bytes.fromhex('2d5fd3a80bb34d45abf7d3d84834ab0c')
+for i in range(count):
+    e = meta + 32 + 32 * i
+    if d[e:e + 16] == locator:
+        off, length = struct.unpack('<II', d[e + 16:e + 24])
+        open(sys.argv[2], 'wb').write(d[meta + off:meta + off + length])
+PY
 # An OVA the way ovftool lays it out, and its parts.
 cp "$tmp/r-streamOptimized.vmdk" "$tmp/vm-disk1.vmdk"
 cat > "$tmp/vm.ovf" <<'OVF'
@@ -110,4 +144,156 @@ echo "blacklist floppy" > "$tmp/ird/etc/modprobe.d/b.conf"
 gzip -kc "$tmp/main.cpio" > corpus/initramfs/gzip.img
 zstd -qc "$tmp/main.cpio" > corpus/initramfs/zstd.img
 cat "$tmp/main.cpio" corpus/initramfs/gzip.img > corpus/initramfs/early-gzip.img
+# Guest disks for the volume layer: GPT with a FAT ESP and an ext4 root (mkfs.ext4 -d),
+# MBR with an extended partition chaining two logical ones; with root, an LVM PV holding a
+# VG of two LVs (loop device, activation off). All under 4 MiB.
+mkdir -p "$tmp/guest/etc" "$tmp/guest/usr/lib/modules/6.1.0/kernel/drivers/hv" "$tmp/guest/boot"
+printf 'NAME="Seed Linux"\nID=seed\n' > "$tmp/guest/usr/lib/os-release"
+ln -s ../usr/lib/os-release "$tmp/guest/etc/os-release"
+ln -s usr/lib "$tmp/guest/lib"
+printf 'UUID=3f0c5a1e-9d2b-4c6a-8e1f-7a5b4c3d2e10 / ext4 defaults 0 1\n' > "$tmp/guest/etc/fstab"
+echo x > "$tmp/guest/usr/lib/modules/6.1.0/kernel/drivers/hv/hv_vmbus.ko"
+for i in $(seq 1 40); do echo "$i" > "$tmp/guest/boot/entry-$i"; done
+truncate -s 4M "$tmp/gpt.img"
+printf 'label: gpt\nstart=2048, size=1M, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n' \
+  | sfdisk -q --no-reread --no-tell-kernel "$tmp/gpt.img"
+truncate -s 1M "$tmp/esp.img" && mkfs.vfat -n ESP "$tmp/esp.img" >/dev/null
+mmd -i "$tmp/esp.img" ::/EFI ::/EFI/BOOT && echo MZ > "$tmp/loader" && mcopy -i "$tmp/esp.img" "$tmp/loader" ::/EFI/BOOT/BOOTX64.EFI
+dd if="$tmp/esp.img" of="$tmp/gpt.img" bs=1M seek=1 conv=notrunc status=none
+truncate -s 2M "$tmp/root.ext4" && mkfs.ext4 -q -F -U 3f0c5a1e-9d2b-4c6a-8e1f-7a5b4c3d2e10 -d "$tmp/guest" "$tmp/root.ext4"
+dd if="$tmp/root.ext4" of="$tmp/gpt.img" bs=1M seek=2 conv=notrunc status=none
+cp "$tmp/gpt.img" corpus/volumes/gpt-esp-ext4.img
+# Logical partitions are named by number, or sfdisk makes them primaries; the FAT one is
+# a real file system.
+truncate -s 4M "$tmp/mbr.img"
+m="$tmp/mbr.img"
+printf 'label: dos\nstart=2048, size=512K, type=83, bootable\nsize=2M, type=5\n%s5 : size=512K, type=82\n%s6 : size=1M, type=c\n' "$m" "$m" \
+  | sfdisk -q --no-reread --no-tell-kernel "$m"
+start6=$(sfdisk --dump "$m" | awk -F'[=,]' '/^[^ ]*6 :/ { gsub(/ /, "", $2); print $2 }')
+truncate -s 1M "$tmp/logical.fat" && mkfs.vfat -n DATA "$tmp/logical.fat" >/dev/null
+dd if="$tmp/logical.fat" of="$m" bs=512 seek="$start6" conv=notrunc status=none
+cp "$m" corpus/volumes/mbr-logical.img
+if [ "$(id -u)" = 0 ] && command -v lvm >/dev/null; then
+  truncate -s 4M "$tmp/lvm.img"
+  printf 'label: gpt\nstart=2048, type=E6D6D379-F507-44C2-A23C-238F2A3DF928\n' | sfdisk -q --no-reread --no-tell-kernel "$tmp/lvm.img"
+  mkdir -p "$tmp/lvmconf"
+  printf 'activation { udev_sync = 0 udev_rules = 0 }\nbackup { backup = 0 archive = 0 }\ndevices { obtain_device_list_from_udev = 0 use_devicesfile = 0 }\n' > "$tmp/lvmconf/lvm.conf"
+  dev=$(losetup -f --show -o 1048576 "$tmp/lvm.img")
+  l() { LVM_SYSTEM_DIR="$tmp/lvmconf" LVM_SUPPRESS_FD_WARNINGS=1 lvm "$1" --driverloaded n --devices "$dev" "${@:2}"; }
+  { l pvcreate -q "$dev" && l vgcreate -q -s 256K seedvg "$dev" \
+      && l lvcreate -q -an -Zn -n root -L 1M seedvg && l lvcreate -q -an -Zn -n data -L 512K seedvg \
+      && l vgcfgbackup -q -f "$tmp/seedvg.txt" seedvg; } >/dev/null 2>&1 || true
+  losetup -d "$dev"
+  cp "$tmp/lvm.img" corpus/volumes/lvm.img
+  [ -f "$tmp/seedvg.txt" ] && cp "$tmp/seedvg.txt" corpus/lvm_text/vgcfgbackup.txt
+fi
+# LVM metadata text as the PV's metadata area holds it.
+cat > corpus/lvm_text/linear.txt <<'LVM'
+rhel {
+id = "Ab12Cd-34Ef-56Gh-78Ij-90Kl-12Mn-34OpQr"
+seqno = 5
+format = "lvm2"
+status = ["RESIZEABLE", "READ", "WRITE"]
+flags = []
+extent_size = 8192
+max_lv = 0
+max_pv = 0
+metadata_copies = 0
+
+physical_volumes {
+
+pv0 {
+id = "Zy98Xw-76Vu-54Ts-32Rq-10Po-98Nm-76LkJi"
+device = "/dev/sda3" # Hint only
+
+status = ["ALLOCATABLE"]
+flags = []
+dev_size = 41940992
+pe_start = 2048
+pe_count = 5119
+}
+}
+
+logical_volumes {
+
+root {
+id = "Qw12Er-34Ty-56Ui-78Op-90As-12Df-34GhJk"
+status = ["READ", "WRITE", "VISIBLE"]
+flags = []
+creation_time = 1700000000
+creation_host = "localhost"
+segment_count = 2
+
+segment1 {
+start_extent = 0
+extent_count = 4000
+type = "striped"
+stripe_count = 1 # linear
+stripes = [
+"pv0", 0
+]
+}
+segment2 {
+start_extent = 4000
+extent_count = 100
+type = "striped"
+stripe_count = 1
+stripes = [
+"pv0", 4500
+]
+}
+}
+
+swap {
+id = "Lk09Jh-87Gf-65Ds-43Aa-21Zx-09Cv-87BnMm"
+status = ["READ", "WRITE", "VISIBLE"]
+flags = []
+segment_count = 1
+
+segment1 {
+start_extent = 0
+extent_count = 256
+type = "raid1"
+stripe_count = 1
+stripes = [
+"pv0", 4100
+]
+}
+}
+}
+
+}
+# Generated by LVM2 version 2.03.16(2) (2022-05-18): Thu Nov 20 00:00:00 2025
+
+contents = "Text Format Volume Group"
+version = 1
+
+description = ""
+
+creation_host = "localhost"	# Linux localhost 6.1.0 #1 SMP x86_64
+creation_time = 1700000000	# Thu Nov 20 00:00:00 2025
+
+LVM
+# XFS without a mount (mkfs.xfs -p, a prototype file): shortform, block and leaf
+# directories, files, a symlink. Cut to the first 6 MiB (AG headers, inodes, the log).
+mkdir -p "$tmp/xfs-src"
+printf 'UUID=x / xfs defaults 0 0\n' > "$tmp/xfs-src/fstab"
+head -c 200000 /dev/urandom > "$tmp/xfs-src/big"
+{
+  echo /dev/null; echo '0 0'; echo 'd--755 0 0'
+  echo 'etc d--755 0 0'; echo "fstab ---644 0 0 $tmp/xfs-src/fstab"; echo 'os-release l--777 0 0 ../usr/lib/os-release'; echo '$'
+  echo "big ---644 0 0 $tmp/xfs-src/big"
+  echo 'many d--755 0 0'; for i in $(seq 1 300); do echo "entry_$i ---644 0 0 $tmp/xfs-src/fstab"; done; echo '$'
+  echo 'few d--755 0 0'; for i in $(seq 1 20); do echo "f$i ---644 0 0 $tmp/xfs-src/fstab"; done; echo '$'
+  echo '$'
+} > "$tmp/xfs.proto"
+for bs in 4096 1024; do
+  truncate -s 16M "$tmp/x-$bs.img"
+  TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 mkfs.xfs -q -f -b size=$bs -p "$tmp/xfs.proto" "$tmp/x-$bs.img"
+  head -c 6291456 "$tmp/x-$bs.img" > "corpus/xfs/proto-$bs.img"
+done
+truncate -s 16M "$tmp/x-empty.img"
+TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 mkfs.xfs -q -f "$tmp/x-empty.img"
+head -c 6291456 "$tmp/x-empty.img" > corpus/xfs/empty.img
+cp corpus/xfs/proto-4096.img corpus/volumes/xfs-whole-disk.img
 ls corpus | while read -r t; do printf '%s: %s seeds\n' "$t" "$(ls "corpus/$t" | wc -l)"; done

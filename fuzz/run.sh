@@ -9,15 +9,19 @@ set -euo pipefail
 cd "$(dirname "$0")"
 runs=${1:-10000000}
 shift || true
-all=(descriptor sparse stream vhd vhdx contract cowd sesparse vhdx_log tar ovf manifest hive initramfs)
+all=(descriptor sparse stream vhd vhdx contract cowd sesparse vhdx_log tar ovf manifest hive initramfs vhd_locator vhdx_locator volumes lvm_text xfs)
 targets=("${@:-${all[@]}}")
 [ -d corpus/contract ] || ./make_seeds.sh
 for t in "${targets[@]}"; do
   max_len=1048576
   case "$t" in
     vhdx|vhdx_log) max_len=6291456 ;;
+    # Whole small disks and file systems (an XFS is at least 16 MiB; its seeds are cut to
+    # their first 6 MiB, which hold the AG headers, the inodes and the log).
+    volumes|xfs) max_len=6291456 ;;
+    lvm_text) max_len=65536 ;;
     descriptor|manifest) max_len=8192 ;;
-    ovf) max_len=65536 ;;
+    ovf|vhd_locator|vhdx_locator) max_len=65536 ;;
   esac
   echo "== $t: $runs runs"
   log=$(mktemp)

@@ -10,7 +10,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
     name = "vdconv",
     version,
     about = "Convert VMware virtual disks (VMDK) to VHD and VHDX, exactly",
-    long_about = "Convert VMware virtual disks (VMDK) to VHD and VHDX, exactly: every byte the guest sees is the same, and the file passes the readers it will meet (Hyper-V, Azure, qemu, libvhdi).\n\nExit codes: 0 success; 1 compare: different, check: a rule broken; 2 usage error; 3 the input cannot be read; 4 the output cannot be written; 130 interrupted."
+    long_about = "Convert VMware virtual disks (VMDK) to VHD and VHDX, exactly: every byte the guest sees is the same, and the file passes the readers it will meet (Hyper-V, Azure, qemu, libvhdi).\n\nExit codes: 0 success; 1 compare: different, check: a rule broken, inspect: something blocks the target; 2 usage error; 3 the input cannot be read; 4 the output cannot be written; 130 interrupted."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -30,6 +30,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Run a plan of conversions (JSON lines), N at a time, resumable, shardable.
     Batch(BatchArgs),
+    /// Will the guest inside the image boot and be reachable on Hyper-V or Azure? Read-only.
+    Inspect(InspectArgs),
     /// Print a shell completion script (bash, zsh, fish, ...).
     Completions(CompletionsArgs),
     /// Print the manual page (roff), e.g. `vdconv man | man -l -`.
@@ -53,6 +55,14 @@ pub struct Common {
     /// Read files no signature matches as raw disk images.
     #[arg(short = 'f', long = "input-format", value_enum)]
     pub input_format: Option<InputFormatArg>,
+    /// The parent of the snapshot delta or differencing disk given (compare: of A),
+    /// instead of the one it records.
+    #[arg(long, value_name = "FILE")]
+    pub parent: Option<PathBuf>,
+    /// Read a chain whose links disagree (a delta's parentCID that is not its parent's
+    /// CID, another parent id) with a warning instead of refusing it.
+    #[arg(long)]
+    pub ignore_cid: bool,
 }
 
 #[derive(Args, Debug)]
@@ -105,9 +115,19 @@ pub struct ConvertArgs {
     /// Read the result back and check it against the source before putting it in place.
     #[arg(long)]
     pub verify: bool,
+    /// Write a snapshot chain as a chain: the base as DST, each delta as a differencing
+    /// disk beside it (.avhdx, or .vhd), named after its own file.
+    #[arg(long)]
+    pub keep_chain: bool,
     /// Replace DST if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Inspect the guest first; a finding that blocks --target stops the conversion.
+    #[arg(long)]
+    pub inspect: bool,
+    /// With --inspect: convert even when a finding blocks the target (printed as warnings).
+    #[arg(long, requires = "inspect")]
+    pub force_unready: bool,
     /// Fixed outputs of flat data: share the source's blocks (FICLONERANGE) where the
     /// file system can (auto, the default), or fail saying why (always), or never share
     /// (never: the data is read and written).
@@ -136,9 +156,26 @@ pub struct CheckArgs {
     #[arg(value_name = "IMG")]
     pub img: PathBuf,
     /// Check the platform's rules instead of the format's structure (azure: fixed VHD,
-    /// whole MiB, file size, footer, size bounds).
+    /// whole MiB, file size, footer, size bounds); with --guest, the guest's readiness.
     #[arg(long, value_enum)]
     pub target: Option<CheckTargetArg>,
+    /// Check the guest inside the image for --target (as inspect does): exit 1 when
+    /// something blocks it.
+    #[arg(long, requires = "target")]
+    pub guest: bool,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The image whose guest to inspect: VMDK (any layout), VHD, VHDX, or raw with -f raw.
+    #[arg(value_name = "IMG")]
+    pub img: PathBuf,
+    /// The platform to judge for (exit 1 when something blocks it); default: all three,
+    /// exit 1 when something blocks every one.
+    #[arg(long, value_enum)]
+    pub target: Option<TargetArg>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -221,6 +258,8 @@ pub enum TypeArg {
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CheckTargetArg {
     Azure,
+    HypervGen1,
+    HypervGen2,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

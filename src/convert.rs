@@ -74,7 +74,8 @@ pub struct ConvertReport {
     /// SHA-256 of the source's virtual contents, when verified (differs from `sha256`
     /// only when the size was rounded up).
     pub source_sha256: Option<String>,
-    /// Every file written (one, until chains are kept).
+    /// Every file written: DST, and with --keep-chain each differencing child after its
+    /// parent (the last is the top of the chain, the disk to attach).
     pub files: Vec<PathBuf>,
     /// Anomalies tolerated in the source and advice for the target.
     pub warnings: Vec<String>,
@@ -92,7 +93,9 @@ pub fn convert(
     if plan.in_place {
         return convert_in_place(src, plan, cancel);
     }
-    convert_staged(src, plan, cancel, progress)?.commit()
+    let (report, out) = convert_uncommitted(src, plan, cancel, progress)?;
+    out.commit()?;
+    Ok(report)
 }
 
 /// A finished conversion not yet put in place: the image is complete and flushed under
@@ -121,7 +124,26 @@ impl Staged {
     }
 }
 
-/// The output file and the writer `plan` asks for, for a disk of `size` bytes.
+/// As `convert` (not in place), leaving the finished image under its temporary name.
+pub fn convert_staged(
+    src: &mut dyn Disk,
+    plan: &ConvertPlan,
+    cancel: &Cancel,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Staged> {
+    if plan.in_place {
+        return Err(Error::usage(
+            Some("--in-place"),
+            "renames the source into place; it cannot be staged",
+        ));
+    }
+    let (report, out) = convert_uncommitted(src, plan, cancel, progress)?;
+    Ok(Staged::new(out, report))
+}
+
+/// The output file and the writer `plan` asks for, for a disk of `size` bytes. The
+/// temporary file is created here, so a folder DST or an unwritable folder is refused
+/// before a byte is written.
 pub(crate) fn create_writer(
     plan: &ConvertPlan,
     size: u64,
@@ -134,7 +156,6 @@ pub(crate) fn create_writer(
         },
         fill: plan.sparse == SparseMode::Never,
     };
-    // Refuses a folder DST or an unwritable folder before a byte is written.
     let mut out = Output::create(&plan.destination, plan.force, holes)?;
     out.set_reflink(plan.reflink);
     let out = std::sync::Arc::new(out);
@@ -155,25 +176,22 @@ pub(crate) fn create_writer(
     Ok((out, writer))
 }
 
-/// As `convert` (not in place), leaving the finished image under its temporary name.
-pub fn convert_staged(
+/// Writes the output as `convert` does, under its temporary name, and returns it not yet
+/// in place: the caller commits it (`--keep-chain` commits every file of a chain
+/// together). Dropping it removes the temporary file.
+pub(crate) fn convert_uncommitted(
     src: &mut dyn Disk,
     plan: &ConvertPlan,
     cancel: &Cancel,
     progress: &mut dyn FnMut(Progress),
-) -> Result<Staged> {
-    if plan.in_place {
-        return Err(Error::usage(
-            Some("--in-place"),
-            "renames the source into place; it cannot be staged",
-        ));
-    }
+) -> Result<(ConvertReport, std::sync::Arc<Output>)> {
     let started = Instant::now();
     let dst = plan.destination.as_path();
     refuse_input_as_output(src, dst)?;
     let source_size = src.virtual_size();
     let size = plan.output_size(source_size)?;
-    // The temporary file first, then the space: both refused before a byte is written.
+    // The temporary file first (a folder DST, an unwritable folder), then the space: both
+    // refused before a byte is written, and the temporary goes with the error.
     let (out, writer) = create_writer(plan, size)?;
     check_free_space(src, plan, size, cancel)?;
     // The output's contents are hashed in the same pass, zeros included, for --verify
@@ -340,7 +358,7 @@ pub fn convert_staged(
         warnings: src.warnings().to_vec(),
         seconds: started.elapsed().as_secs_f64(),
     };
-    Ok(Staged::new(out, report))
+    Ok((report, out))
 }
 
 /// `--reflink always` met data it cannot share.

@@ -57,17 +57,32 @@ pub fn identify(file: &InputFile) -> Result<Option<Format>> {
     if head.starts_with(vmdk::header::MAGIC) {
         return Ok(Some(Format::VmdkSparse));
     }
-    if head.starts_with(b"COWD") {
-        return Err(Error::unsupported(
-            file.path(),
-            "is an ESXi vmfsSparse (COWD) snapshot delta; not supported yet",
-        ));
-    }
-    if head.starts_with(&0xCAFE_BABEu32.to_le_bytes()) {
-        return Err(Error::unsupported(
-            file.path(),
-            "is an ESXi seSparse snapshot delta; not supported yet",
-        ));
+    // Redo logs carry no descriptor: their descriptor (which names the parent) is what
+    // to open.
+    for (magic, what) in [
+        (
+            b"COWD".as_slice(),
+            "an ESXi vmfsSparse (COWD) redo log extent",
+        ),
+        (
+            &0xCAFE_BABEu32.to_le_bytes(),
+            "an ESXi seSparse redo log extent",
+        ),
+    ] {
+        if head.starts_with(magic) {
+            let detail = match vmdk::extents::descriptor_naming(file.path()) {
+                Some(d) => {
+                    return Err(Error::is_extent(
+                        file.path(),
+                        format!("is {what} of {}; open that descriptor instead", d.display()),
+                    ));
+                }
+                None => format!(
+                    "is {what}, without the descriptor that names it and its parent; open that descriptor instead"
+                ),
+            };
+            return Err(Error::unsupported(file.path(), detail));
+        }
     }
     if head.starts_with(vhdx::format::FILE_SIGNATURE) {
         return Ok(Some(Format::Vhdx));

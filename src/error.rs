@@ -65,6 +65,9 @@ pub enum ErrorKind {
     ChainBroken,
     /// A file of an export does not hash to what its manifest says.
     ManifestMismatch,
+    /// `convert --inspect`: the guest inside the source would not boot or be reachable
+    /// on the target, and `--force-unready` was not given.
+    GuestNotReady,
     /// Reading an input failed at the OS level.
     InputIo,
     /// Access to a file was refused by the OS.
@@ -102,6 +105,7 @@ impl ErrorKind {
             ErrorKind::CidMismatch => "cid-mismatch",
             ErrorKind::ChainBroken => "chain-broken",
             ErrorKind::ManifestMismatch => "manifest-mismatch",
+            ErrorKind::GuestNotReady => "guest-not-ready",
             ErrorKind::InputIo => "input-io",
             ErrorKind::PermissionDenied => "permission-denied",
             ErrorKind::Exists => "exists",
@@ -115,7 +119,7 @@ impl ErrorKind {
     }
 
     /// Every kind, for the docs and the tests that keep them in step.
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 23] = [
         ErrorKind::Usage,
         ErrorKind::MissingFile,
         ErrorKind::MissingExtent,
@@ -129,6 +133,7 @@ impl ErrorKind {
         ErrorKind::CidMismatch,
         ErrorKind::ChainBroken,
         ErrorKind::ManifestMismatch,
+        ErrorKind::GuestNotReady,
         ErrorKind::InputIo,
         ErrorKind::PermissionDenied,
         ErrorKind::Exists,
@@ -385,9 +390,21 @@ impl Error {
         Error::new(ErrorKind::Corrupt, ExitClass::Input, detail).file(path)
     }
 
+    /// This error, naming the format rule it breaks (a link of a chain: `vmdk-parent`).
+    pub fn breaking(mut self, rule: &'static Rule) -> Self {
+        self.rule = Some(rule);
+        self
+    }
+
     /// A file does not hash to its manifest's digest; `manifest` is named as the file.
     pub fn manifest_mismatch(manifest: &Path, detail: impl Into<String>) -> Self {
         Error::new(ErrorKind::ManifestMismatch, ExitClass::Input, detail).file(manifest)
+    }
+
+    /// The guest inside `path` is not ready for the target (`convert --inspect`): an input
+    /// refused, exit 3, with a kind of its own so that scripts can tell it from damage.
+    pub fn guest_not_ready(path: &Path, detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::GuestNotReady, ExitClass::Input, detail).file(path)
     }
 
     /// Writing the output failed at the OS level: a full file system and a refused

@@ -91,11 +91,26 @@ pub fn convert(args: &ConvertArgs, cancel: &Cancel) -> Result<Option<u8>, Error>
             "an export (or a pipe) cannot be converted to standard output: name a file, or a folder for several disks",
         ));
     }
-    if args.common.allow_outside_paths {
-        return Err(Error::usage(
-            Some("--allow-outside-paths"),
-            "does not apply to an export: the files of a package must lie in it",
-        ));
+    refuse_image_options(&args.common)?;
+    for (given, option, why) in [
+        (
+            args.keep_chain,
+            "--keep-chain",
+            "keeps a snapshot chain; the disks of an export are whole disks",
+        ),
+        (
+            args.inspect || args.force_unready,
+            if args.inspect {
+                "--inspect"
+            } else {
+                "--force-unready"
+            },
+            "does not apply to an export yet: convert it, then inspect the image of its boot disk",
+        ),
+    ] {
+        if given {
+            return Err(Error::usage(Some(option), why));
+        }
     }
     let common = &args.common;
     let req = ExportRequest {
@@ -217,6 +232,7 @@ pub fn info(args: &InfoArgs, cancel: &Cancel) -> Result<Option<u8>, Error> {
         None | Some(Input::Stream(_)) => return Ok(None),
         Some(Input::Package(kind)) => kind,
     };
+    refuse_image_options(&args.common)?;
     let info = export::describe(&args.img, kind, cancel)?;
     if args.common.json {
         print_json(&info)?;
@@ -367,4 +383,30 @@ fn render(info: &ExportInfo) -> String {
         }
     }
     out
+}
+
+/// Options of single images that mean nothing for an export: refused, not ignored.
+fn refuse_image_options(common: &crate::cli::Common) -> Result<(), Error> {
+    for (given, option, why) in [
+        (
+            common.allow_outside_paths,
+            "--allow-outside-paths",
+            "does not apply to an export: the files of a package must lie in it",
+        ),
+        (
+            common.parent.is_some(),
+            "--parent",
+            "names a delta's parent; the disks of an export are whole disks",
+        ),
+        (
+            common.ignore_cid,
+            "--ignore-cid",
+            "concerns a delta's parent; the disks of an export are whole disks",
+        ),
+    ] {
+        if given {
+            return Err(Error::usage(Some(option), why));
+        }
+    }
+    Ok(())
 }

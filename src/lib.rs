@@ -26,10 +26,12 @@
 //!    another, nor anything below), [`sink`], the contract writers write through, and
 //!    [`reflink`], block sharing between files;
 //! 4. [`output`]: the destination file;
-//! 5. the pipeline: [`target`], [`plan`], [`convert`], [`stream_out`], [`compare`],
-//!    [`check`], [`info`], [`report`], [`batch`] above `convert`, [`stream_convert`] (one
-//!    pass over a disk read front to back), and [`export`] (OVA and OVF packages: their
-//!    disks converted and described).
+//! 5. [`chain`]: opening an image with its parents;
+//! 6. the pipeline: [`target`], [`plan`], [`convert`], [`keep_chain`], [`stream_out`],
+//!    [`compare`], [`check`], [`info`], [`report`], [`inspect`] (guest readiness over any
+//!    image), [`batch`] above `convert`, [`stream_convert`] (one pass over a disk read
+//!    front to back), and [`export`] (OVA and OVF packages: their disks converted and
+//!    described).
 
 pub mod cancel;
 pub mod error;
@@ -55,11 +57,14 @@ pub mod vmdk;
 pub mod output;
 
 pub mod batch;
+pub mod chain;
 pub mod check;
 pub mod compare;
 pub mod convert;
 pub mod export;
 pub mod info;
+pub mod inspect;
+pub mod keep_chain;
 pub mod plan;
 pub mod report;
 pub mod stream_convert;
@@ -73,21 +78,10 @@ pub use detect::Format;
 pub use disk::{Disk, OpenOptions};
 pub use error::{Error, ErrorKind, ExitClass, Result};
 
-use disk::InputFile;
-
 /// Opens an image, detecting its format from its content (never from its name). With
-/// `options.raw_fallback`, a file no signature matches is read as a raw disk image.
+/// `options.raw_fallback`, a file no signature matches is read as a raw disk image. A
+/// snapshot delta or differencing disk is opened with its parents, as one flattened disk
+/// ([`chain`]).
 pub fn open(path: &Path, options: &OpenOptions) -> Result<Box<dyn Disk>> {
-    let file = InputFile::open(path)?;
-    let format = if options.raw_fallback {
-        detect::identify(&file)?.unwrap_or(Format::Raw)
-    } else {
-        detect::detect(&file)?
-    };
-    Ok(match format {
-        Format::Vhdx => Box::new(vhdx::read::VhdxDisk::open(file)?),
-        Format::Vhd => Box::new(vhd::read::VhdDisk::open(file)?),
-        Format::Raw => Box::new(raw::RawDisk::open(file)),
-        vmdk => Box::new(vmdk::VmdkDisk::open(file, vmdk, options)?),
-    })
+    chain::open(path, options)
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use cli::{
     CheckArgs, CheckTargetArg, Cli, Command, CompareArgs, ConvertArgs, FormatArg, InfoArgs,
-    SparseArg, TargetArg, TypeArg,
+    InspectArgs, SparseArg, TargetArg, TypeArg,
 };
 use progress::Reporter;
 use vdconv::plan::{ConvertPlan, ConvertRequest, DiskType, OutputFormat, SparseMode};
@@ -60,6 +60,7 @@ fn main() -> ExitCode {
         Command::Compare(a) => flags(&a.common),
         Command::Check(a) => flags(&a.common),
         Command::Batch(a) => flags(&a.common),
+        Command::Inspect(a) => flags(&a.common),
         Command::Completions(_) | Command::Man => (false, false, 0),
     };
     init_tracing(verbose, quiet);
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => run_compare(args, &cancel),
         Command::Check(args) => run_check(args, &cancel),
         Command::Batch(args) => batch_cmd::run(args, &cancel),
+        Command::Inspect(args) => run_inspect(args, &cancel),
         Command::Completions(args) => print_completions(args.shell),
         Command::Man => print_man(),
     };
@@ -145,6 +147,8 @@ fn open_options(common: &cli::Common, cancel: &Cancel) -> OpenOptions {
         allow_outside_paths: common.allow_outside_paths,
         cancel: cancel.clone(),
         raw_fallback: common.input_format.is_some(),
+        parent: common.parent.clone(),
+        ignore_cid: common.ignore_cid,
     }
 }
 
@@ -206,6 +210,7 @@ fn request(args: &ConvertArgs) -> Result<ConvertRequest, Error> {
         verify: args.verify,
         force: args.force,
         reproducible_time,
+        keep_chain: args.keep_chain,
         reflink: args.reflink.map(|r| match r {
             cli::ReflinkArg::Auto => vdconv::reflink::ReflinkMode::Auto,
             cli::ReflinkArg::Always => vdconv::reflink::ReflinkMode::Always,
@@ -220,14 +225,29 @@ fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
     }
     let common = &args.common;
     let plan = ConvertPlan::new(&args.dst, &request(args)?)?;
+    if plan.keep_chain {
+        return run_keep_chain(args, &plan, cancel);
+    }
     let to_stdout = vdconv::stream_out::is_stream(&args.dst);
     if to_stdout {
         stdout_image::check(args, &plan)?;
     }
     let mut disk = vdconv::open(&args.src, &open_options(common, cancel))?;
     let mut advice = Vec::new();
+    if args.inspect {
+        // Read-only, before anything is written: a refusal leaves nothing behind.
+        let (doc, back) = vdconv::inspect::inspect_disk(disk, plan.target, cancel)?;
+        disk = back;
+        let guest = vdconv::inspect::gate_warnings(&doc, plan.target);
+        if let Err(e) = vdconv::inspect::gate(&doc, plan.target, args.force_unready) {
+            warn_all(common.quiet, &guest);
+            return Err(e);
+        }
+        // Printed with the other advice, and kept in the report's warnings.
+        advice.extend(guest);
+    }
     if let Some(t) = plan.target {
-        advice = vdconv::target::advice(t, disk.as_mut());
+        advice.extend(vdconv::target::advice(t, disk.as_mut()));
         let size = disk.virtual_size();
         let out_size = plan.output_size(size)?;
         if out_size != size {
@@ -266,9 +286,65 @@ fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
     Ok(0)
 }
 
+/// `convert --keep-chain`: the chain's files written together.
+fn run_keep_chain(args: &ConvertArgs, plan: &ConvertPlan, cancel: &Cancel) -> Outcome {
+    let common = &args.common;
+    if vdconv::stream_out::is_stream(&args.dst) {
+        return Err(Error::usage(
+            Some("--keep-chain"),
+            "writes a file per link beside DST; DST cannot be - (stdout)",
+        ));
+    }
+    let mut chain = vdconv::chain::open_chain(&args.src, &open_options(common, cancel))?;
+    warn_all(common.quiet, vdconv::Disk::warnings(&chain));
+    // --target azure is refused with --keep-chain; the Hyper-V targets only advise.
+    if let Some(t) = plan.target {
+        warn_all(common.quiet, &vdconv::target::advice(t, &mut chain));
+    }
+    let mut reporter = Reporter::new(args.progress, common.quiet, &args.src.display().to_string());
+    let result = vdconv::keep_chain::convert_keep_chain(&mut chain, plan, cancel, &mut |p| {
+        reporter.update(p)
+    });
+    reporter.finish();
+    let report = result?;
+    if common.json {
+        print_json(&report)?;
+    } else if !common.quiet {
+        let files: Vec<String> = report
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        let _ = writeln!(
+            std::io::stderr(),
+            "vdconv: wrote {} ({} bytes virtual, {} bytes of data) in {:.2}s",
+            files.join(" <- "),
+            report.virtual_size,
+            report.data_bytes_written,
+            report.seconds
+        );
+    }
+    Ok(0)
+}
+
 fn run_check(args: &CheckArgs, cancel: &Cancel) -> Outcome {
+    if args.guest {
+        let target = match args.target {
+            Some(CheckTargetArg::Azure) => TargetArg::Azure,
+            Some(CheckTargetArg::HypervGen1) => TargetArg::HypervGen1,
+            Some(CheckTargetArg::HypervGen2) => TargetArg::HypervGen2,
+            None => return Err(Error::usage(Some("--guest"), "needs --target")),
+        };
+        return inspect_and_print(&args.img, Some(target), &args.common, cancel);
+    }
     let report = match args.target {
         Some(CheckTargetArg::Azure) => vdconv::check::check_azure(&args.img, cancel)?,
+        Some(_) => {
+            return Err(Error::usage(
+                Some("--target"),
+                "Hyper-V has no upload rules to check; add --guest to check the guest for it",
+            ));
+        }
         None => vdconv::check::check(&args.img, &open_options(&args.common, cancel))?,
     };
     if args.common.json {
@@ -279,10 +355,43 @@ fn run_check(args: &CheckArgs, cancel: &Cancel) -> Outcome {
     Ok(if report.clean { 0 } else { 1 })
 }
 
+fn run_inspect(args: &InspectArgs, cancel: &Cancel) -> Outcome {
+    inspect_and_print(&args.img, args.target, &args.common, cancel)
+}
+
+/// `inspect` and `check --guest`: the report on stdout (text or JSON), exit 1 when it is
+/// not ready (docs/json.md: `ready`).
+fn inspect_and_print(
+    img: &Path,
+    target: Option<TargetArg>,
+    common: &cli::Common,
+    cancel: &Cancel,
+) -> Outcome {
+    let target = target.map(|t| match t {
+        TargetArg::Azure => Target::Azure,
+        TargetArg::HypervGen1 => Target::HypervGen1,
+        TargetArg::HypervGen2 => Target::HypervGen2,
+    });
+    let disk = vdconv::open(img, &open_options(common, cancel))?;
+    warn_all(common.quiet, disk.warnings());
+    let (doc, _) = vdconv::inspect::inspect_disk(disk, target, cancel)?;
+    if common.json {
+        print_json(&doc)?;
+    } else {
+        print_text(&text::inspect(&doc, target))?;
+    }
+    Ok(if doc.ready { 0 } else { 1 })
+}
+
 fn run_compare(args: &CompareArgs, cancel: &Cancel) -> Outcome {
     let options = open_options(&args.common, cancel);
     let mut a = vdconv::open(&args.a, &options)?;
-    let mut b = vdconv::open(&args.b, &options)?;
+    // --parent names A's parent only.
+    let options_b = OpenOptions {
+        parent: None,
+        ..options
+    };
+    let mut b = vdconv::open(&args.b, &options_b)?;
     warn_all(args.common.quiet, a.warnings());
     warn_all(args.common.quiet, b.warnings());
     let total = a.virtual_size().min(b.virtual_size());

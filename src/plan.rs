@@ -78,6 +78,9 @@ pub struct ConvertRequest {
     /// Seconds since the Unix epoch for reproducible output (SOURCE_DATE_EPOCH): ids are
     /// then derived from the content and this time, so two runs write the same bytes.
     pub reproducible_time: Option<u64>,
+    /// Write a snapshot chain as a chain: the base as DST, each delta as a differencing
+    /// disk beside it (`--keep-chain`).
+    pub keep_chain: bool,
     /// `--reflink`: whether a fixed output shares the source's blocks; default auto.
     pub reflink: Option<ReflinkMode>,
 }
@@ -101,6 +104,11 @@ pub struct ConvertPlan {
     pub verify: bool,
     pub force: bool,
     pub reproducible_time: Option<u64>,
+    /// Write a chain as a chain (`--keep-chain`).
+    pub keep_chain: bool,
+    /// With --keep-chain: the block size of the differencing children (--block-size, or
+    /// Hyper-V's 2 MiB for checkpoints). None otherwise.
+    pub child_block_size: Option<u64>,
     pub reflink: ReflinkMode,
 }
 
@@ -134,7 +142,18 @@ impl ConvertPlan {
                 (None, None)
             }
         };
+        let child_block_size = if req.keep_chain {
+            Some(resolve_child_block_size(format, req)?)
+        } else {
+            None
+        };
         if req.in_place {
+            if req.keep_chain {
+                return Err(usage(
+                    "--keep-chain",
+                    "does not go with --in-place, which turns one flat file into a VHD",
+                ));
+            }
             if format != OutputFormat::Vhd {
                 return Err(usage(
                     "--in-place",
@@ -171,6 +190,8 @@ impl ConvertPlan {
             verify: req.verify,
             force: req.force,
             reproducible_time: req.reproducible_time,
+            keep_chain: req.keep_chain,
+            child_block_size,
             reflink,
         })
     }
@@ -231,6 +252,37 @@ fn resolve_format(dst: &Path, req: &ConvertRequest) -> Result<OutputFormat> {
             ),
         )),
     }
+}
+
+/// The differencing children's block size: --block-size when given (the base's too),
+/// otherwise 2 MiB, Hyper-V's for checkpoints, which keeps a child close to the size of
+/// the data its delta changes.
+fn resolve_child_block_size(format: OutputFormat, req: &ConvertRequest) -> Result<u64> {
+    if req.target == Some(Target::Azure) {
+        return Err(usage(
+            "--keep-chain",
+            "does not go with --target azure: Azure takes one fixed VHD",
+        ));
+    }
+    let (min, max) = match format {
+        OutputFormat::Vhd => (vhd::write::MIN_BLOCK_SIZE, vhd::write::MAX_BLOCK_SIZE),
+        OutputFormat::Vhdx => (vhdx::write::MIN_BLOCK_SIZE, vhdx::write::MAX_BLOCK_SIZE),
+    };
+    let size = req
+        .block_size
+        .unwrap_or(vhdx::diff_write::DEFAULT_BLOCK_SIZE);
+    if !size.is_power_of_two() || !(min..=max).contains(&size) {
+        return Err(usage(
+            "--block-size",
+            format!(
+                "{size} bytes is not a power of two from {} KiB to {} MiB, as a differencing {} needs",
+                min >> 10,
+                max >> 20,
+                format.name().to_uppercase()
+            ),
+        ));
+    }
+    Ok(size)
 }
 
 /// `--reflink always` promises shared blocks: only a fixed image, which lays the disk out

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 use vdconv::check::CheckReport;
 use vdconv::compare::CompareReport;
 use vdconv::info::InfoReport;
+use vdconv::inspect::InspectDocument;
+use vdconv::target::Target;
 
 pub fn info(report: &InfoReport) -> String {
     let info = &report.image;
@@ -80,6 +82,24 @@ pub fn info(report: &InfoReport) -> String {
                 .map(|f| format!(" file {f} offset {}", e.file_offset))
                 .unwrap_or_default()
         );
+    }
+    if report.chain.len() > 1 {
+        let _ = writeln!(out, "chain: {} links, top first", report.chain.len());
+        for (i, l) in report.chain.iter().enumerate() {
+            let ids = match (&l.id, &l.parent_id) {
+                (Some(id), Some(p)) => {
+                    format!(", {} {id}, parent's {p}", l.id_kind.unwrap_or("id"))
+                }
+                (Some(id), None) => format!(", {} {id}", l.id_kind.unwrap_or("id")),
+                (None, Some(p)) => format!(", parent's {p}"),
+                (None, None) => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  {i}: {} ({} {}{ids}), {} bytes allocated",
+                l.file, l.format, l.layout, l.allocated_bytes
+            );
+        }
     }
     if let Some(t) = &report.partitions {
         let _ = writeln!(
@@ -172,6 +192,47 @@ pub fn compare(report: &CompareReport) -> String {
         "different: {at}; sizes {} and {} bytes\n",
         report.size_a, report.size_b
     )
+}
+
+/// The guest report grouped by severity (on `target`, else by the highest), then the
+/// verdict the exit code gives.
+pub fn inspect(doc: &InspectDocument, target: Option<Target>) -> String {
+    let mut out = format!(
+        "{}: {} ({}), partition table: {}\n",
+        doc.image,
+        human(doc.virtual_size),
+        doc.virtual_size,
+        doc.scheme
+    );
+    out.push_str(&doc.report.render_text(target));
+    for p in &doc.problems {
+        let _ = writeln!(out, "problem: {p}");
+    }
+    let names = |ts: &mut dyn Iterator<Item = Target>| -> String {
+        ts.map(Target::name).collect::<Vec<_>>().join(", ")
+    };
+    let _ = match target {
+        Some(t) if doc.ready => writeln!(out, "\nready for {}", t.name()),
+        Some(t) => writeln!(
+            out,
+            "\nNOT ready for {}: {} blocking finding(s)",
+            t.name(),
+            doc.blocking(t).count()
+        ),
+        None if doc.ready_for.len() == 3 => writeln!(out, "\nready for every target"),
+        None if doc.ready => writeln!(
+            out,
+            "\nready for {}; blocked on {}",
+            names(&mut doc.ready_for.iter().copied()),
+            names(
+                &mut vdconv::inspect::TARGETS
+                    .into_iter()
+                    .filter(|t| !doc.ready_for.contains(t))
+            )
+        ),
+        None => writeln!(out, "\nNOT ready for any target"),
+    };
+    out
 }
 
 fn human(bytes: u64) -> String {

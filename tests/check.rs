@@ -1,6 +1,8 @@
 //! `vdconv check`: valid files are clean; each broken rule gives exactly its finding.
 
 mod common;
+#[path = "common/vhdx_log.rs"]
+mod vhdx_log;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -150,20 +152,81 @@ fn vhdx_region_table_checksum_and_copies() {
 }
 
 #[test]
-fn vhdx_pending_log() {
+fn vhdx_corrupt_log() {
     let dir = tempdir();
     let p = fresh(dir.path(), "a.vhdx", &[]);
     for at in [H1, 2 * H1] {
         patch(&p, at + 48, &[7; 16]);
         reseal(&p, at, 4096);
     }
+    // A LogGuid over an all-zero log: no valid sequence to replay, so the metadata cannot
+    // be trusted. One finding, not one per header.
     let (code, found) = rules(&p);
-    // A pending log is valid VHDX (a should: readers that do not replay refuse it).
-    assert_eq!(code, 0);
-    assert_eq!(found, ["vhdx-log-pending", "vhdx-log-pending"]);
+    assert_eq!(code, 1);
+    assert_eq!(found, ["vhdx-log-corrupt"]);
     let o = vdconv(&[&"convert", &p, &dir.path().join("x.vhd")]);
     assert_eq!(o.status.code(), Some(3));
-    assert!(stderr(&o).contains("must be replayed"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("VHDX log"), "{}", stderr(&o));
+    assert!(!dir.path().join("x.vhd").exists());
+}
+
+#[test]
+fn vhdx_pending_log() {
+    use vhdx_log::*;
+    let dir = tempdir();
+    let p = fresh(dir.path(), "a.vhdx", &[]);
+    let mut image = fs::read(&p).unwrap();
+    let len = image.len() as u64;
+    // One entry rewriting the first BAT page: block 0 becomes ZERO (state 2, offset 0).
+    let bat = 3 << 20;
+    let mut bat_page = image[bat..bat + PAGE].to_vec();
+    assert_eq!(bat_page[0] & 7, 6, "block 0 holds data before the log");
+    bat_page[..8].copy_from_slice(&2u64.to_le_bytes());
+    let e = entry(&EntrySpec {
+        guid: GUID,
+        sequence: 1,
+        tail: 0,
+        flushed: len,
+        last: len,
+        descriptors: &[Desc::Data {
+            offset: bat as u64,
+            page: bat_page,
+        }],
+    });
+    place(&mut image, 1 << 20, 1 << 20, 0, &e);
+    set_log_guid(&mut image, GUID);
+    fs::write(&p, &image).unwrap();
+    // Valid VHDX that readers must replay: a should, exit 0.
+    assert_eq!(rules(&p), (0, vec!["vhdx-log-pending".to_string()]));
+    // Converted as replayed, and the source is not written.
+    let out = dir.path().join("replayed.vhdx");
+    assert_ok(&vdconv(&[&"convert", &"-q", &p, &out]));
+    assert_eq!(fs::read(&p).unwrap(), image, "the source is left as it was");
+    let info = vdconv(&[&"info", &p]);
+    assert!(
+        stderr(&info).contains("replayed in memory"),
+        "{}",
+        stderr(&info)
+    );
+    let mut first = vec![0u8; 4096];
+    let raw = dir.path().join("replayed.raw");
+    if have("qemu-img", "the Debian package qemu-utils") {
+        // qemu's own replay (on a copy) reads what vdconv converted.
+        let q = dir.path().join("qemu.vhdx");
+        fs::copy(&p, &q).unwrap();
+        run_ok("qemu-img", &[&"check", &"-q", &"-r", &"all", &q]);
+        qemu_compare(&out, "vhdx", &q, "vhdx");
+        run_ok("qemu-img", &[&"convert", &"-O", &"raw", &out, &raw]);
+        use std::io::Read;
+        fs::File::open(&raw)
+            .unwrap()
+            .read_exact(&mut first)
+            .unwrap();
+        assert!(
+            first.iter().all(|&b| b == 0),
+            "block 0 reads as zeros after replay"
+        );
+    }
 }
 
 #[test]

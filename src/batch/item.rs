@@ -54,6 +54,7 @@ fn convert(
         allow_outside_paths: spec.allow_outside_paths,
         cancel: cancel.clone(),
         raw_fallback: spec.raw_fallback,
+        ..Default::default()
     };
     let mut disk = crate::open(&spec.source, &options)?;
     let source = SourceIdentity::of(disk.as_ref(), &spec.source_text)?;

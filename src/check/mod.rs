@@ -125,20 +125,122 @@ fn open_checked(path: &Path) -> Result<InputFile> {
     InputFile::open(path)
 }
 
-/// Checks the structure of the image at `path`.
+/// Checks the structure of the image at `path`, and of every parent it names: each
+/// link's own structure, then whether the parent is found and is the one the link was
+/// made on.
 pub fn check(path: &Path, options: &OpenOptions) -> Result<CheckReport> {
     let file = open_checked(path)?;
     let format = detect(&file)?;
     let mut findings = Findings::new(path);
+    check_structure(file.clone(), format, options, &mut findings)?;
+    check_chain(file, format, options, &mut findings)?;
+    options.cancel.check()?;
+    Ok(CheckReport::new(path, format.name(), "structure", findings))
+}
+
+/// One file's structure, its findings naming it.
+fn check_structure(
+    file: InputFile,
+    format: Format,
+    options: &OpenOptions,
+    f: &mut Findings,
+) -> Result<()> {
     let cancel = &options.cancel;
     match format {
-        Format::Vhdx => vhdx::check(&file, &mut findings, cancel)?,
-        Format::Vhd => vhd::check(&file, &mut findings, cancel)?,
-        Format::Raw => {}
-        vmdk => vmdk::check(file, vmdk, options, &mut findings)?,
+        Format::Vhdx => vhdx::check(&file, f, cancel),
+        Format::Vhd => vhd::check(&file, f, cancel),
+        Format::Raw => Ok(()),
+        vmdk => vmdk::check(file, vmdk, options, f),
     }
-    cancel.check()?;
-    Ok(CheckReport::new(path, format.name(), "structure", findings))
+}
+
+/// Follows the parents of `top` (a snapshot delta or differencing disk): a parent that
+/// cannot be found or opened, a cycle, a chain too long, or a parent other than the one
+/// a link was made on (identity, format, size) is a finding of the link's rule
+/// (`vmdk-parent`, `vhd-parent-locator`, `vhdx-parent-locator`); each parent's own
+/// structure is checked as the top's is. A link whose reader refuses it stops the walk:
+/// its structural findings say why.
+fn check_chain(
+    top: InputFile,
+    format: Format,
+    options: &OpenOptions,
+    f: &mut Findings,
+) -> Result<()> {
+    use crate::chain;
+    use crate::disk::chain::MAX_LINKS;
+    let mut seen = vec![chain::file_id(&top)?];
+    let Ok(mut disk) = chain::open_format(top, format, options) else {
+        return Ok(());
+    };
+    let mut warnings = Vec::new();
+    while let Some(link) = disk.parent().cloned() {
+        options.cancel.check()?;
+        let child = disk.path().display().to_string();
+        if seen.len() >= MAX_LINKS {
+            f.add_in(
+                link.rule,
+                child,
+                None,
+                format!("the chain has more than {MAX_LINKS} links"),
+            );
+            break;
+        }
+        let explicit = if seen.len() == 1 {
+            options.parent.as_deref()
+        } else {
+            None
+        };
+        let file = match chain::find_parent(disk.path(), &link, explicit, options, &mut warnings) {
+            Ok(file) => file,
+            Err(e) => {
+                f.add_in(link.rule, child, None, e.detail().to_string());
+                break;
+            }
+        };
+        let id = chain::file_id(&file)?;
+        if seen.contains(&id) {
+            f.add_in(
+                link.rule,
+                child,
+                None,
+                format!(
+                    "its parent {} is already a link of the chain: a cycle",
+                    file.path().display()
+                ),
+            );
+            break;
+        }
+        seen.push(id);
+        let parent_format = match detect(&file) {
+            Ok(format) => format,
+            Err(e) => {
+                f.add_in(
+                    link.rule,
+                    child,
+                    None,
+                    format!("its parent cannot be read: {e}"),
+                );
+                break;
+            }
+        };
+        let mut sub = Findings::new(file.path());
+        check_structure(file.clone(), parent_format, options, &mut sub)?;
+        f.0.extend(sub.0);
+        let Ok(parent) = chain::open_format(file, parent_format, options) else {
+            break;
+        };
+        if let Err(e) = chain::check_link(
+            disk.as_ref(),
+            &link,
+            parent.as_ref(),
+            options.ignore_cid,
+            &mut warnings,
+        ) {
+            f.add_in(link.rule, child, None, e.detail().to_string());
+        }
+        disk = parent;
+    }
+    Ok(())
 }
 
 /// Checks the image at `path` against Azure's rules for an upload.

@@ -127,6 +127,25 @@ pub fn check(file: &InputFile, f: &mut Findings, cancel: &Cancel) -> Result<()> 
     Ok(())
 }
 
+/// A differencing disk's parent locators: each inside the file and decodable, and some
+/// way to name the parent (a locator or the header's parent name).
+fn check_locators(file: &InputFile, f: &mut Findings, h: &DynamicHeader, at: u64) -> Result<()> {
+    use crate::vhd::locator;
+    match locator::read_locators(file, &h.parent_locators, at + 576) {
+        Ok(found) => {
+            let name = locator::parent_unicode_name(&h.parent_unicode_name);
+            f.check(
+                locator::hints(&found, &name).is_empty(),
+                &VHD_PARENT_LOCATOR,
+                at + 576,
+                || "a differencing disk without a parent locator or parent name".into(),
+            );
+            Ok(())
+        }
+        Err(e) => super::as_finding(e, &VHD_PARENT_LOCATOR, f),
+    }
+}
+
 fn check_dynamic(
     file: &InputFile,
     f: &mut Findings,
@@ -190,6 +209,9 @@ fn check_dynamic(
         at + 8,
         || "header data offset is not all ones".into(),
     );
+    if footer.disk_type.get() == DISK_DIFFERENCING {
+        check_locators(file, f, &h, at)?;
+    }
     let block = u64::from(h.block_size.get());
     if !block.is_power_of_two() || !(512..=crate::vhd::read::MAX_BLOCK_SIZE).contains(&block) {
         f.add(

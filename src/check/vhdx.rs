@@ -5,13 +5,18 @@ use zerocopy::FromBytes;
 use super::vhd::others;
 use super::{Findings, MAX_SPANS, Span, overlaps};
 use crate::cancel::Cancel;
-use crate::disk::InputFile;
 use crate::disk::table::{Entry, Table};
+use crate::disk::{InputFile, ReadAt};
 use crate::error::Result;
 use crate::rules::*;
 use crate::vhdx::bat::{self, BatLayout, BlockFit};
 use crate::vhdx::format::*;
+use crate::vhdx::locator::ParentLocator;
+use crate::vhdx::log::LogOverlay;
+use crate::vhdx::read::View;
 
+/// Everything past the headers is checked as the file reads once its log is replayed
+/// (in memory): what a replaying reader (Windows, vdconv) sees.
 pub fn check(file: &InputFile, f: &mut Findings, cancel: &Cancel) -> Result<()> {
     let len = file.len();
     if len < MIB {
@@ -28,7 +33,15 @@ pub fn check(file: &InputFile, f: &mut Findings, cancel: &Cancel) -> Result<()> 
         "file identifier is not 'vhdxfile'".into()
     });
 
-    let log = check_headers(file, f)?;
+    let (log, current) = check_headers(file, f)?;
+    let overlay = match current {
+        Some(h) => check_log(file, f, &h),
+        None => None,
+    };
+    let file = View {
+        file,
+        overlay: overlay.as_ref(),
+    };
     let Some((bat_region, meta_region)) = check_region_tables(file, f, log)? else {
         return Ok(());
     };
@@ -38,9 +51,54 @@ pub fn check(file: &InputFile, f: &mut Findings, cancel: &Cancel) -> Result<()> 
     check_bat(file, f, bat_region, meta_region, log, &meta, cancel)
 }
 
-/// Checks both headers; returns the log's byte span from the current valid one.
-fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<FileSpan>> {
-    let mut valid: Vec<(u64, FileSpan)> = Vec::new();
+/// A pending log (the current header's LogGuid set): one finding, `vhdx-log-pending`
+/// when it replays (returning the replay), `vhdx-log-corrupt` when it has no valid
+/// sequence to replay.
+fn check_log(file: &InputFile, f: &mut Findings, (at, h): &Current) -> Option<LogOverlay> {
+    if h.log_guid == [0u8; 16] {
+        return None;
+    }
+    match LogOverlay::replay(
+        file,
+        h.log_offset.get(),
+        u64::from(h.log_length.get()),
+        h.log_guid,
+    ) {
+        Ok(Some(o)) => {
+            f.add(
+                &VHDX_LOG_PENDING,
+                at + 48,
+                format!(
+                    "LogGuid is set: the log holds {} entries (to sequence {}) not yet applied; checked as replayed in memory, but readers that do not replay (qemu) refuse the file",
+                    o.entries(),
+                    o.sequence_number()
+                ),
+            );
+            Some(o)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            f.add(
+                &VHDX_LOG_CORRUPT,
+                e.offset().unwrap_or(at + 48),
+                format!(
+                    "LogGuid {} is set but the log cannot be replayed: {}",
+                    guid_string(&h.log_guid),
+                    e.detail()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Checks both headers; returns the log's byte span from the current valid one, and
+/// that header with its offset.
+fn check_headers(
+    file: &InputFile,
+    f: &mut Findings,
+) -> Result<(Option<FileSpan>, Option<Current>)> {
+    let mut valid: Vec<(u64, FileSpan, Current)> = Vec::new();
     for at in [HEADER1_OFFSET, HEADER2_OFFSET] {
         let mut bytes = vec![0u8; HEADER_SIZE];
         file.read_exact_at(&mut bytes, at, "VHDX header")?;
@@ -86,16 +144,13 @@ fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<FileSpan>>
                 )
             },
         );
-        f.check(h.log_guid != [0u8; 16], &VHDX_LOG_PENDING, at + 48, || {
-            "LogGuid is set: the log must be replayed before the metadata can be trusted".into()
-        });
         let log = (
             h.log_offset.get(),
             h.log_offset
                 .get()
                 .saturating_add(u64::from(h.log_length.get())),
         );
-        valid.push((h.sequence_number.get(), log));
+        valid.push((h.sequence_number.get(), log, (at, h)));
     }
     if valid.is_empty() {
         f.add(
@@ -104,16 +159,21 @@ fn check_headers(file: &InputFile, f: &mut Findings) -> Result<Option<FileSpan>>
             "neither header is valid",
         );
     }
-    Ok(valid.into_iter().max_by_key(|v| v.0).map(|v| v.1))
+    Ok(valid
+        .into_iter()
+        .max_by_key(|v| v.0)
+        .map_or((None, None), |v| (Some(v.1), Some(v.2))))
 }
 
 /// (file offset, length) of a region.
 type Region = (u64, u64);
+/// The current header and its file offset.
+type Current = (u64, Header);
 /// (start, end) file offsets.
 type FileSpan = (u64, u64);
 
 fn check_region_tables(
-    file: &InputFile,
+    file: View,
     f: &mut Findings,
     log: Option<FileSpan>,
 ) -> Result<Option<(Region, Region)>> {
@@ -236,11 +296,7 @@ pub struct Meta {
     logical: u64,
 }
 
-fn check_metadata(
-    file: &InputFile,
-    f: &mut Findings,
-    (offset, length): Region,
-) -> Result<Option<Meta>> {
+fn check_metadata(file: View, f: &mut Findings, (offset, length): Region) -> Result<Option<Meta>> {
     if length < METADATA_TABLE_SIZE as u64 || offset.saturating_add(length) > file.len() {
         return Ok(None);
     }
@@ -279,6 +335,7 @@ fn check_metadata(
         (PHYSICAL_SECTOR_SIZE, "Physical Sector Size", 4, true),
     ];
     let mut values: [Option<Vec<u8>>; 5] = Default::default();
+    let mut parent_locator = false;
     let mut ranges = Vec::new();
     let mut names: Vec<String> = Vec::new();
     for i in 0..count as usize {
@@ -309,6 +366,40 @@ fn check_metadata(
             f.check(item_off + item_len > length, &VHDX_METADATA_BEYOND_REGION, e_at + 16, || format!("item {name} at {item_off} length {item_len} extends past the region ({length} bytes)"));
             ranges.push((item_off, item_off + item_len, names.len()));
             names.push(name.clone());
+        }
+        if e.item_id == PARENT_LOCATOR {
+            f.check(
+                flags & META_IS_REQUIRED == 0 || flags & (META_IS_VIRTUAL_DISK | META_IS_USER) != 0,
+                &VHDX_METADATA_FLAGS,
+                e_at + 24,
+                || "the parent locator sets IsRequired only".into(),
+            );
+            if item_len > 0
+                && item_off >= METADATA_TABLE_SIZE as u64
+                && item_off + item_len <= length
+            {
+                let mut data = vec![0u8; item_len as usize];
+                file.read_exact_at(&mut data, offset + item_off, "VHDX parent locator")?;
+                let problem = ParentLocator::parse(&data).and_then(|l| {
+                    l.linkage()?;
+                    if l.hints().is_empty() {
+                        return Err(crate::vhdx::locator::LocatorError {
+                            offset: 0,
+                            detail: "none of relative_path, volume_path and absolute_win32_path is present".into(),
+                        });
+                    }
+                    Ok(())
+                });
+                if let Err(e) = problem {
+                    f.add(
+                        &VHDX_PARENT_LOCATOR,
+                        offset + item_off + e.offset,
+                        format!("parent locator: {}", e.detail),
+                    );
+                }
+            }
+            parent_locator = true;
+            continue;
         }
         let Some(k) = k else {
             f.check(
@@ -403,6 +494,12 @@ fn check_metadata(
         offset,
         || format!("file parameter flags {flags:#x} set reserved bits"),
     );
+    f.check(
+        flags & HAS_PARENT != 0 && !parent_locator,
+        &VHDX_PARENT_LOCATOR,
+        offset,
+        || "HasParent is set but there is no parent locator item".into(),
+    );
     if logical != 512 && logical != 4096 {
         f.add(
             &VHDX_LOGICAL_SECTOR_SIZE,
@@ -431,7 +528,7 @@ fn check_metadata(
 }
 
 fn check_bat(
-    file: &InputFile,
+    file: View,
     f: &mut Findings,
     (bat_offset, bat_length): Region,
     (meta_offset, meta_length): Region,
@@ -440,7 +537,7 @@ fn check_bat(
     cancel: &Cancel,
 ) -> Result<()> {
     let layout = BatLayout::new(m.size, m.block_size, m.logical);
-    let entries = layout.total_entries();
+    let entries = layout.entries(m.has_parent);
     if entries * 8 > bat_length {
         f.add(
             &VHDX_BAT_REGION_TOO_SMALL,
@@ -452,7 +549,14 @@ fn check_bat(
         );
         return Ok(());
     }
-    let Ok(mut table) = Table::new(file, bat_offset, entries, Entry::U64Le, "VHDX BAT") else {
+    let Ok(mut table) = Table::within(
+        file.path(),
+        file.len(),
+        bat_offset,
+        entries,
+        Entry::U64Le,
+        "VHDX BAT",
+    ) else {
         return Ok(()); // reported as vhdx-region-beyond-eof
     };
     let mut reserved = vec![(bat_offset, bat_length), (meta_offset, meta_length)];
@@ -483,7 +587,7 @@ fn check_bat(
         Some(t) => t.3 += 1,
         None => tally.push((rule, at, message, 1)),
     };
-    table.for_each(file, |i, entry| {
+    table.for_each(&file, |i, entry| {
         if i % 65536 == 0 {
             cancel.check()?;
         }
@@ -496,6 +600,16 @@ fn check_bat(
             // A sector bitmap entry: only differencing images have bitmaps.
             if !m.has_parent && state != bat::NOT_PRESENT {
                 note(&VHDX_BAT_BITMAP_STATE, at, format!("sector bitmap entry {i} has state {state}; without a parent it must be not present"));
+            } else if m.has_parent && state == bat::FULLY_PRESENT {
+                // SB_BLOCK_PRESENT: a 1 MiB bitmap block, which must fit like a payload block.
+                match bat::block_fit(offset, MIB, MIB, file.len(), &reserved) {
+                    BlockFit::Inside => if blocks.len() < MAX_SPANS {
+                        blocks.push((offset, offset + MIB, Span::Named("a sector bitmap block")));
+                    },
+                    _ => note(&VHDX_BLOCK_BEYOND_EOF, at, format!("sector bitmap block {i} at {offset} does not lie after the first MiB, clear of the metadata and inside the file ({} bytes)", file.len())),
+                }
+            } else if m.has_parent && state != bat::NOT_PRESENT {
+                note(&VHDX_BAT_BITMAP_STATE, at, format!("sector bitmap entry {i} has state {state}, neither not present (0) nor present (6)"));
             }
             return Ok(true);
         }

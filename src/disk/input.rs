@@ -15,8 +15,9 @@ use std::sync::Arc;
 use super::{Run, RunKind, push_run};
 use crate::error::{Error, Result};
 
-/// An opened input file whose reads are bounded by its length at open time.
-#[derive(Debug)]
+/// An opened input file whose reads are bounded by its length at open time. Clones share
+/// the descriptor (reads are positioned, so they do not disturb each other).
+#[derive(Debug, Clone)]
 pub struct InputFile {
     path: PathBuf,
     /// Shared so that the writing thread can copy straight from it.
@@ -213,6 +214,19 @@ impl InputFile {
     /// Whether `[offset, offset + len)` lies inside the file.
     pub fn holds(&self, offset: u64, len: u64) -> bool {
         offset.checked_add(len).is_some_and(|end| end <= self.len)
+    }
+}
+
+/// Positioned reads bounded by a length: an `InputFile`, or a view of one (a VHDX whose
+/// log is replayed in memory reads its metadata through the replay).
+pub trait ReadAt {
+    /// Reads exactly `buf.len()` bytes at `offset`, or fails naming `structure`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64, structure: &'static str) -> Result<()>;
+}
+
+impl ReadAt for InputFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64, structure: &'static str) -> Result<()> {
+        InputFile::read_exact_at(self, buf, offset, structure)
     }
 }
 

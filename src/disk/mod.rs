@@ -4,8 +4,10 @@
 //!
 //! This is the lowest layer above errors: it imports no format and no pipeline.
 
+pub mod chain;
 pub mod info;
 pub mod input;
+pub mod link;
 pub mod table;
 
 use std::fs::File;
@@ -15,8 +17,10 @@ use std::sync::Arc;
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 
+pub use chain::ChainDisk;
 pub use info::ImageInfo;
-pub use input::{Folder, InputFile, OpenError};
+pub use input::{Folder, InputFile, OpenError, ReadAt};
+pub use link::{LinkId, ParentHint, ParentLink};
 
 /// Options for opening images that name other files.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +33,13 @@ pub struct OpenOptions {
     /// Read a file no signature matches as a raw disk image (`-f raw`) instead of
     /// refusing it.
     pub raw_fallback: bool,
+    /// The parent of the image opened (a snapshot delta or differencing disk), named by
+    /// the user instead of found from what the image records (`--parent`).
+    pub parent: Option<PathBuf>,
+    /// Read a chain whose links' identities disagree (a VMDK parentCID that is not its
+    /// parent's CID, a parent VHD or VHDX with another id), with a warning
+    /// (`--ignore-cid`).
+    pub ignore_cid: bool,
 }
 
 /// What a range of the virtual disk reads as.
@@ -41,7 +52,8 @@ pub enum RunKind {
     /// ZERO extent. In a delta it hides the parent's data.
     Zero,
     /// Not stored in this layer: reads as the parent's data (zeros without a parent). Only
-    /// a layer of a chain maps ranges this way; a whole disk never does.
+    /// a layer of a chain (a disk whose `parent()` is some) maps ranges this way, and
+    /// reads them as zeros; `ChainDisk` resolves them, so a whole disk never maps them.
     Parent,
 }
 
@@ -124,6 +136,23 @@ pub trait Disk: Send {
 
     /// Every file this disk reads from (the destination must be none of them).
     fn files(&self) -> Vec<PathBuf>;
+
+    /// How this disk names its parent, when it is a snapshot delta or a differencing disk:
+    /// it is then a layer of a chain, mapping `Parent` for what it does not hold.
+    fn parent(&self) -> Option<&ParentLink> {
+        None
+    }
+
+    /// This disk's identity as its children record it (a VMDK CID, a VHD unique id, a
+    /// VHDX DataWriteGuid).
+    fn link_id(&self) -> Option<LinkId> {
+        None
+    }
+
+    /// The links of a snapshot chain, top first, when this disk is one.
+    fn layers_mut(&mut self) -> Option<&mut [Box<dyn Disk>]> {
+        None
+    }
 
     /// The content id the image records, which changes whenever its contents do (a VMDK's
     /// CID): lets a batch tell that a source it converted before is still the same.

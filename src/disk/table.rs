@@ -2,7 +2,9 @@
 //! memory stays bounded whatever count a header claims, an entry is read only when used,
 //! and a table whose range is a file-system hole costs nothing until it is walked.
 
-use super::input::InputFile;
+use std::path::Path;
+
+use super::input::{InputFile, ReadAt};
 use crate::error::{Error, Result};
 
 /// How entries are stored.
@@ -55,16 +57,32 @@ impl Table {
         entry: Entry,
         structure: &'static str,
     ) -> Result<Self> {
+        Self::within(file.path(), file.len(), offset, count, entry, structure)
+    }
+
+    /// A table that must lie inside the first `file_len` bytes of the file at `path` (a
+    /// file seen through a view that may be longer than the file itself, as a replayed
+    /// VHDX log makes it).
+    pub fn within(
+        path: &Path,
+        file_len: u64,
+        offset: u64,
+        count: u64,
+        entry: Entry,
+        structure: &'static str,
+    ) -> Result<Self> {
         let len = count.checked_mul(entry.bytes());
-        if len.is_none_or(|len| !file.holds(offset, len)) {
+        let inside = len
+            .and_then(|len| offset.checked_add(len))
+            .is_some_and(|end| end <= file_len);
+        if !inside {
             return Err(Error::truncated(
-                file.path(),
+                path,
                 structure,
                 offset,
                 format!(
-                    "{count} entries of {} bytes do not fit in the file ({} bytes)",
+                    "{count} entries of {} bytes do not fit in the file ({file_len} bytes)",
                     entry.bytes(),
-                    file.len()
                 ),
             ));
         }
@@ -92,7 +110,7 @@ impl Table {
     }
 
     /// Entry `index`, which must be below `len()`.
-    pub fn get(&mut self, file: &InputFile, index: u64) -> Result<u64> {
+    pub fn get<R: ReadAt + ?Sized>(&mut self, file: &R, index: u64) -> Result<u64> {
         debug_assert!(index < self.count);
         let first = index / WINDOW * WINDOW;
         if self.window.as_ref().is_none_or(|(f, _)| *f != first) {
@@ -112,9 +130,9 @@ impl Table {
 
     /// Calls `f(index, entry)` for every entry in order, a window at a time; stops early
     /// when `f` returns false.
-    pub fn for_each(
+    pub fn for_each<R: ReadAt + ?Sized>(
         &mut self,
-        file: &InputFile,
+        file: &R,
         mut f: impl FnMut(u64, u64) -> Result<bool>,
     ) -> Result<()> {
         let mut index = 0;

@@ -1,4 +1,6 @@
-//! Reading fixed and dynamic VHD files. Differencing disks are recognised and refused.
+//! Reading fixed, dynamic and differencing VHD files. A differencing disk is a layer of a
+//! chain: what its blocks and sector bitmaps do not hold maps as `Parent`, and its parent
+//! locators and parent unique id say where and which its parent is.
 
 use std::path::{Path, PathBuf};
 
@@ -7,11 +9,12 @@ use zerocopy::FromBytes;
 use crate::cancel::Cancel;
 use crate::disk::info::{ExtentInfo, Geometry, ImageInfo, VhdDetails};
 use crate::disk::table::{Entry, Table};
-use crate::disk::{Disk, InputFile, Run, RunKind, push_run};
+use crate::disk::{Disk, InputFile, LinkId, ParentLink, Run, RunKind, push_run};
 use crate::error::{Error, Result};
 use crate::rules;
 use crate::vhd::dynamic::{COOKIE as HEADER_COOKIE, DynamicHeader, UNALLOCATED, bitmap_bytes};
 use crate::vhd::footer::{COOKIE, DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, Footer};
+use crate::vhd::locator;
 
 /// Largest dynamic block accepted (the specification's default is 2 MiB).
 pub const MAX_BLOCK_SIZE: u64 = 256 << 20;
@@ -33,6 +36,8 @@ struct Dynamic {
     bitmap_len: u64,
     /// The most recently read sector bitmap and its block.
     bitmap: Option<(u64, Vec<u8>)>,
+    /// A differencing disk: sectors and blocks it does not hold are its parent's.
+    differencing: bool,
 }
 
 impl Dynamic {
@@ -61,6 +66,53 @@ impl Dynamic {
         Ok(Some(at))
     }
 
+    /// The sector bitmap of block `index`, stored at `at`.
+    fn bitmap(&mut self, file: &InputFile, index: u64, at: u64) -> Result<&[u8]> {
+        if self.bitmap.as_ref().is_none_or(|(i, _)| *i != index) {
+            let mut bytes = vec![0u8; self.bitmap_len as usize];
+            file.read_exact_at(&mut bytes, at, "VHD sector bitmap")?;
+            self.bitmap = Some((index, bytes));
+        }
+        Ok(&self.bitmap.as_ref().expect("just read").1)
+    }
+
+    /// Appends the runs of `[within, within + n)` of block `index` (at `base` on the
+    /// disk): stored sectors as Data, the others as the parent's (`absent`). Bits are
+    /// MSB-first: bit 7 of byte 0 is the block's first sector.
+    fn map_bitmap(
+        &mut self,
+        file: &InputFile,
+        index: u64,
+        at: u64,
+        (base, within, n): (u64, u64, u64),
+        out: &mut Vec<Run>,
+    ) -> Result<()> {
+        let map = self.bitmap(file, index, at)?;
+        let end = within + n;
+        let mut pos = within;
+        while pos < end {
+            let sector = pos / 512;
+            let byte = map[(sector / 8) as usize];
+            // Whole bytes at once where they agree.
+            let (kind, upto) = if sector % 8 == 0 && (byte == 0 || byte == 0xFF) {
+                let kind = if byte == 0 {
+                    RunKind::Parent
+                } else {
+                    RunKind::Data
+                };
+                (kind, (sector + 8) * 512)
+            } else if byte & (0x80 >> (sector % 8)) != 0 {
+                (RunKind::Data, (sector + 1) * 512)
+            } else {
+                (RunKind::Parent, (sector + 1) * 512)
+            };
+            let upto = upto.min(end);
+            push_run(out, base + pos, upto - pos, kind);
+            pos = upto;
+        }
+        Ok(())
+    }
+
     /// Reads `buf` from inside one block, honouring the sector bitmap.
     fn read_in_block(
         &mut self,
@@ -74,14 +126,10 @@ impl Dynamic {
             buf.fill(0);
             return Ok(());
         };
-        if self.bitmap.as_ref().is_none_or(|(i, _)| *i != index) {
-            let mut bytes = vec![0u8; self.bitmap_len as usize];
-            file.read_exact_at(&mut bytes, at, "VHD sector bitmap")?;
-            self.bitmap = Some((index, bytes));
-        }
-        let map = &self.bitmap.as_ref().expect("just read").1;
         file.read_exact_at(buf, at + self.bitmap_len + within, "VHD block")?;
-        // Sectors whose bit is clear are not in use and read as zeros.
+        let map = self.bitmap(file, index, at)?;
+        // Sectors whose bit is clear are not in use and read as zeros (in a differencing
+        // disk: as the parent's, which the chain fills in).
         let first = (within / 512) as usize;
         for (i, sector) in buf.chunks_mut(512).enumerate() {
             let s = first + i;
@@ -98,6 +146,8 @@ pub struct VhdDisk {
     footer: Footer,
     size: u64,
     layout: Layout,
+    /// Where the parent is, for a differencing disk.
+    parent: Option<ParentLink>,
     warnings: Vec<String>,
 }
 
@@ -160,6 +210,7 @@ impl VhdDisk {
             }
         };
         let size = footer.current_size.get();
+        let mut parent = None;
         let layout = match footer.disk_type.get() {
             DISK_FIXED => {
                 if size > end {
@@ -185,15 +236,11 @@ impl VhdDisk {
                 }
                 Layout::Fixed
             }
-            DISK_DYNAMIC => open_dynamic(&file, &footer, size)?,
+            DISK_DYNAMIC => open_dynamic(&file, &footer, size, false)?,
             DISK_DIFFERENCING => {
-                let parent = read_parent_name(&file, &footer).unwrap_or_default();
-                return Err(Error::unsupported(
-                    file.path(),
-                    format!(
-                        "is a differencing VHD (a child of {parent:?}); differencing disks are not supported yet"
-                    ),
-                ));
+                let layout = open_dynamic(&file, &footer, size, true)?;
+                parent = Some(parent_link(&file, &footer)?);
+                layout
             }
             other => {
                 return Err(Error::broken(
@@ -210,6 +257,7 @@ impl VhdDisk {
             footer,
             size,
             layout,
+            parent,
             warnings,
         })
     }
@@ -241,7 +289,12 @@ fn read_header(file: &InputFile, footer: &Footer) -> Result<(u64, DynamicHeader)
     Ok((at, header))
 }
 
-fn open_dynamic(file: &InputFile, footer: &Footer, size: u64) -> Result<Layout> {
+fn open_dynamic(
+    file: &InputFile,
+    footer: &Footer,
+    size: u64,
+    differencing: bool,
+) -> Result<Layout> {
     let (at, header) = read_header(file, footer)?;
     let block_size = u64::from(header.block_size.get());
     if !block_size.is_power_of_two() || !(512..=MAX_BLOCK_SIZE).contains(&block_size) {
@@ -283,19 +336,24 @@ fn open_dynamic(file: &InputFile, footer: &Footer, size: u64) -> Result<Layout> 
         data_start: (at + 1024).max(table + needed * 4),
         bitmap_len: bitmap_bytes(block_size),
         bitmap: None,
+        differencing,
     }))
 }
 
-/// The parent's name from a differencing disk's header (UTF-16BE), for messages.
-fn read_parent_name(file: &InputFile, footer: &Footer) -> Option<String> {
-    let (_, header) = read_header(file, footer).ok()?;
-    let units: Vec<u16> = header
-        .parent_unicode_name
-        .chunks_exact(2)
-        .map(|c| u16::from_be_bytes([c[0], c[1]]))
-        .take_while(|&u| u != 0)
-        .collect();
-    Some(String::from_utf16_lossy(&units))
+/// How a differencing disk names its parent: the paths of its locators and header, and
+/// the parent's unique id.
+fn parent_link(file: &InputFile, footer: &Footer) -> Result<ParentLink> {
+    let (at, header) = read_header(file, footer)?;
+    let locators = locator::read_locators(file, &header.parent_locators, at + 576)?;
+    let name = locator::parent_unicode_name(&header.parent_unicode_name);
+    Ok(ParentLink {
+        hints: locator::hints(&locators, &name),
+        expected: vec![LinkId::VhdUniqueId(header.parent_unique_id)],
+        expected_key: "parent unique id",
+        format: "vhd",
+        same_size: false,
+        rule: &rules::VHD_PARENT_LOCATOR,
+    })
 }
 
 impl Disk for VhdDisk {
@@ -320,11 +378,15 @@ impl Disk for VhdDisk {
         while pos < end {
             let index = pos / d.block_size;
             let n = ((index + 1) * d.block_size).min(end) - pos;
-            let kind = match d.block(&self.file, self.size, index)? {
-                Some(_) => RunKind::Data,
-                None => RunKind::Zero,
-            };
-            push_run(out, pos, n, kind);
+            match d.block(&self.file, self.size, index)? {
+                Some(at) if d.differencing => {
+                    let within = pos - index * d.block_size;
+                    d.map_bitmap(&self.file, index, at, (pos - within, within, n), out)?
+                }
+                Some(_) => push_run(out, pos, n, RunKind::Data),
+                None if d.differencing => push_run(out, pos, n, RunKind::Parent),
+                None => push_run(out, pos, n, RunKind::Zero),
+            }
             pos += n;
         }
         Ok(())
@@ -359,6 +421,7 @@ impl Disk for VhdDisk {
         let chs = f.chs();
         let (layout, block_size) = match &self.layout {
             Layout::Fixed => ("fixed", None),
+            Layout::Dynamic(d) if d.differencing => ("differencing", Some(d.block_size)),
             Layout::Dynamic(d) => ("dynamic", Some(d.block_size)),
         };
         let version = f.creator_version.get();
@@ -404,5 +467,13 @@ impl Disk for VhdDisk {
 
     fn files(&self) -> Vec<PathBuf> {
         vec![self.file.path().to_path_buf()]
+    }
+
+    fn parent(&self) -> Option<&ParentLink> {
+        self.parent.as_ref()
+    }
+
+    fn link_id(&self) -> Option<LinkId> {
+        Some(LinkId::VhdUniqueId(self.footer.unique_id))
     }
 }

@@ -38,9 +38,29 @@ impl BatLayout {
         self.payload_blocks + (self.payload_blocks - 1) / self.chunk_ratio
     }
 
+    /// Entries in all for a differencing image: every chunk, the last one too, is
+    /// followed by its sector-bitmap entry (MS-VHDX 2.5).
+    pub fn entries_with_parent(&self) -> u64 {
+        self.payload_blocks.div_ceil(self.chunk_ratio) * (self.chunk_ratio + 1)
+    }
+
+    /// Entries in all, with or without a parent.
+    pub fn entries(&self, has_parent: bool) -> u64 {
+        if has_parent {
+            self.entries_with_parent()
+        } else {
+            self.total_entries()
+        }
+    }
+
     /// Index of payload block `block` in the table.
     pub fn payload_index(&self, block: u64) -> u64 {
         block + block / self.chunk_ratio
+    }
+
+    /// Index of chunk `chunk`'s sector-bitmap entry: after its chunk_ratio payload entries.
+    pub fn bitmap_index(&self, chunk: u64) -> u64 {
+        (chunk + 1) * self.chunk_ratio + chunk
     }
 
     /// Bytes of the BAT region: whole MiB.

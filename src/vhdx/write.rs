@@ -99,53 +99,8 @@ impl<S: Sink> VhdxWriter<S> {
         }
     }
 
-    fn write_file_identifier(&self) -> Result<()> {
-        let mut id = vec![0u8; 64 * 1024];
-        id[..8].copy_from_slice(FILE_SIGNATURE);
-        let creator = format!("vdconv {}", env!("CARGO_PKG_VERSION"));
-        for (i, unit) in creator.encode_utf16().take(255).enumerate() {
-            id[8 + i * 2..10 + i * 2].copy_from_slice(&unit.to_le_bytes());
-        }
-        self.out.write_at(&id, 0)
-    }
-
-    fn write_headers(&self, identity: &Identity) -> Result<()> {
-        let file_write = identity.uuid("vhdx file write guid");
-        let data_write = identity.uuid("vhdx data write guid");
-        // Two valid headers with different sequence numbers: the second is current.
-        for (seq, at) in [(0, HEADER1_OFFSET), (1, HEADER2_OFFSET)] {
-            let h = Header::new(seq, file_write, data_write);
-            self.out.write_at(h.as_bytes(), at)?;
-        }
-        Ok(())
-    }
-
-    fn write_region_tables(&self) -> Result<()> {
-        let mut table = vec![0u8; REGION_TABLE_SIZE];
-        let mut head = RegionTableHeader::new_zeroed();
-        head.signature = *REGION_SIGNATURE;
-        head.entry_count.set(2);
-        table[..16].copy_from_slice(head.as_bytes());
-        let entries = [
-            (BAT_REGION, BAT_OFFSET, self.layout.region_bytes() as u32),
-            (METADATA_REGION, METADATA_OFFSET, METADATA_LENGTH),
-        ];
-        for (i, (guid, offset, length)) in entries.into_iter().enumerate() {
-            let mut e = RegionEntry::new_zeroed();
-            e.guid = guid;
-            e.file_offset.set(offset);
-            e.length.set(length);
-            e.required.set(1);
-            table[16 + i * 32..48 + i * 32].copy_from_slice(e.as_bytes());
-        }
-        seal(&mut table);
-        self.out.write_at(&table, REGION1_OFFSET)?;
-        self.out.write_at(&table, REGION2_OFFSET)
-    }
-
     fn write_metadata(&self, identity: &Identity) -> Result<()> {
         let p = &self.params;
-        let mut region = vec![0u8; METADATA_TABLE_SIZE + 4096];
         let page83 = identity.uuid("vhdx page 83");
         let flags = if p.fixed { LEAVE_BLOCK_ALLOCATED } else { 0 };
         let mut file_params = (p.block_size as u32).to_le_bytes().to_vec();
@@ -166,22 +121,7 @@ impl<S: Sink> VhdxWriter<S> {
                 vd,
             ),
         ];
-        let mut head = MetadataTableHeader::new_zeroed();
-        head.signature = *METADATA_SIGNATURE;
-        head.entry_count.set(items.len() as u16);
-        region[..32].copy_from_slice(head.as_bytes());
-        let mut offset = METADATA_TABLE_SIZE;
-        for (i, (id, data, flags)) in items.iter().enumerate() {
-            let mut e = MetadataEntry::new_zeroed();
-            e.item_id = *id;
-            e.offset.set(offset as u32);
-            e.length.set(data.len() as u32);
-            e.flags.set(*flags);
-            region[32 + i * 32..64 + i * 32].copy_from_slice(e.as_bytes());
-            region[offset..offset + data.len()].copy_from_slice(data);
-            offset += data.len();
-        }
-        self.out.write_at(&region, METADATA_OFFSET)
+        write_metadata_region(&self.out, &items)
     }
 
     /// A fixed image's BAT: every payload block fully present at its place in one
@@ -234,9 +174,9 @@ impl<S: Sink> ImageWriter for VhdxWriter<S> {
 
     fn finish(self: Box<Self>, identity: Identity) -> Result<()> {
         let mut this = *self;
-        this.write_file_identifier()?;
-        this.write_headers(&identity)?;
-        this.write_region_tables()?;
+        write_file_identifier(&this.out)?;
+        write_headers(&this.out, &identity)?;
+        write_region_tables(&this.out, this.layout.region_bytes())?;
         // The log stays zeros (a hole): LogGuid zero says there is nothing to replay.
         this.write_metadata(&identity)?;
         if this.params.fixed {
@@ -251,4 +191,76 @@ impl<S: Sink> ImageWriter for VhdxWriter<S> {
         // Every present block lies wholly inside the file, the last one included.
         this.out.set_len(end)
     }
+}
+
+/// The file identifier: signature and creator, in the first 64 KiB.
+pub(crate) fn write_file_identifier(out: &dyn Sink) -> Result<()> {
+    let mut id = vec![0u8; 64 * 1024];
+    id[..8].copy_from_slice(FILE_SIGNATURE);
+    let creator = format!("vdconv {}", env!("CARGO_PKG_VERSION"));
+    for (i, unit) in creator.encode_utf16().take(255).enumerate() {
+        id[8 + i * 2..10 + i * 2].copy_from_slice(&unit.to_le_bytes());
+    }
+    out.write_at(&id, 0)
+}
+
+/// Both headers, with `identity`'s FileWriteGuid and DataWriteGuid and an empty log.
+pub(crate) fn write_headers(out: &dyn Sink, identity: &Identity) -> Result<()> {
+    let file_write = identity.uuid("vhdx file write guid");
+    let data_write = identity.uuid("vhdx data write guid");
+    // Two valid headers with different sequence numbers: the second is current.
+    for (seq, at) in [(0, HEADER1_OFFSET), (1, HEADER2_OFFSET)] {
+        let h = Header::new(seq, file_write, data_write);
+        out.write_at(h.as_bytes(), at)?;
+    }
+    Ok(())
+}
+
+/// Both region tables: the BAT (`bat_bytes` long) and the metadata, at vdconv's places.
+pub(crate) fn write_region_tables(out: &dyn Sink, bat_bytes: u64) -> Result<()> {
+    let mut table = vec![0u8; REGION_TABLE_SIZE];
+    let mut head = RegionTableHeader::new_zeroed();
+    head.signature = *REGION_SIGNATURE;
+    head.entry_count.set(2);
+    table[..16].copy_from_slice(head.as_bytes());
+    let entries = [
+        (BAT_REGION, BAT_OFFSET, bat_bytes as u32),
+        (METADATA_REGION, METADATA_OFFSET, METADATA_LENGTH),
+    ];
+    for (i, (guid, offset, length)) in entries.into_iter().enumerate() {
+        let mut e = RegionEntry::new_zeroed();
+        e.guid = guid;
+        e.file_offset.set(offset);
+        e.length.set(length);
+        e.required.set(1);
+        table[16 + i * 32..48 + i * 32].copy_from_slice(e.as_bytes());
+    }
+    seal(&mut table);
+    out.write_at(&table, REGION1_OFFSET)?;
+    out.write_at(&table, REGION2_OFFSET)
+}
+
+/// The metadata region: the table, then each item (id, bytes, flags) after it in order.
+pub(crate) fn write_metadata_region(
+    out: &dyn Sink,
+    items: &[([u8; 16], Vec<u8>, u32)],
+) -> Result<()> {
+    let bytes: usize = items.iter().map(|i| i.1.len()).sum();
+    let mut region = vec![0u8; METADATA_TABLE_SIZE + bytes.next_multiple_of(4096)];
+    let mut head = MetadataTableHeader::new_zeroed();
+    head.signature = *METADATA_SIGNATURE;
+    head.entry_count.set(items.len() as u16);
+    region[..32].copy_from_slice(head.as_bytes());
+    let mut offset = METADATA_TABLE_SIZE;
+    for (i, (id, data, flags)) in items.iter().enumerate() {
+        let mut e = MetadataEntry::new_zeroed();
+        e.item_id = *id;
+        e.offset.set(offset as u32);
+        e.length.set(data.len() as u32);
+        e.flags.set(*flags);
+        region[32 + i * 32..64 + i * 32].copy_from_slice(e.as_bytes());
+        region[offset..offset + data.len()].copy_from_slice(data);
+        offset += data.len();
+    }
+    out.write_at(&region, METADATA_OFFSET)
 }

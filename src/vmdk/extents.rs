@@ -1,15 +1,24 @@
 //! Assembling a VMDK disk from its descriptor: each extent line becomes a flat file range,
-//! a sparse extent, or zeros, and the disk is their concatenation.
+//! a sparse extent (hosted KDMV, ESXi COWD or seSparse), or zeros, and the disk is their
+//! concatenation. A descriptor naming a parent (a snapshot delta) makes a layer of a
+//! chain: its unallocated grains map as `Parent`, and `parent()` says where the parent is.
 
 use std::path::{Path, PathBuf};
 
 use crate::cancel::Cancel;
 use crate::detect::Format;
 use crate::disk::info::{ExtentInfo, Geometry, ImageInfo, VmdkDetails};
-use crate::disk::{Disk, Folder, InputFile, OpenError, OpenOptions, Run, RunKind, push_run};
+use crate::disk::{
+    Disk, Folder, InputFile, LinkId, OpenError, OpenOptions, ParentHint, ParentLink, Run, RunKind,
+    push_run,
+};
 use crate::error::{Error, Result};
+use crate::rules;
+use crate::vmdk::cowd::CowdExtent;
 use crate::vmdk::descriptor::{Access, Descriptor, ExtentLine, ExtentType};
+use crate::vmdk::grain::{DeltaKind, DeltaRun};
 use crate::vmdk::header::{SECTOR, SparseHeader};
+use crate::vmdk::sesparse::SeSparseExtent;
 use crate::vmdk::sparse::SparseExtent;
 
 enum ExtentData {
@@ -18,6 +27,10 @@ enum ExtentData {
         base: u64,
     },
     Sparse(Box<SparseExtent>),
+    /// An ESXi vmfsSparse redo log.
+    Cowd(Box<CowdExtent>),
+    /// An ESXi seSparse redo log.
+    SeSparse(Box<SeSparseExtent>),
     /// ZERO extents, and NOACCESS extents (which the guest may not read).
     Zero,
 }
@@ -36,6 +49,8 @@ pub struct VmdkDisk {
     embedded: bool,
     extents: Vec<Extent>,
     size: u64,
+    /// Where the parent is, for a delta.
+    parent: Option<ParentLink>,
     warnings: Vec<String>,
 }
 
@@ -165,8 +180,10 @@ impl VmdkDisk {
             .checked_mul(SECTOR)
             .ok_or_else(|| Error::descriptor(&path, line.line, "extent size overflows"))?;
         // The extent line names this very file; use the file we have open, since the
-        // image may have been renamed since the descriptor was written.
-        let sparse = SparseExtent::open(file, header, len, false)?;
+        // image may have been renamed since the descriptor was written. A delta's
+        // unallocated grains are its parent's.
+        let delta = is_delta(&descriptor);
+        let sparse = SparseExtent::open(file, header, len, delta)?;
         Ok(Self::assemble(
             path,
             descriptor,
@@ -179,6 +196,7 @@ impl VmdkDisk {
     fn open_descriptor(path: &Path, text: &[u8], options: &OpenOptions) -> Result<Self> {
         let descriptor = parse_descriptor(path, text)?;
         refuse_unsupported_kinds(path, &descriptor)?;
+        let delta = is_delta(&descriptor);
         let dir = Folder::of(path)?;
         let mut parts = Vec::with_capacity(descriptor.extents.len());
         let mut warnings = Vec::new();
@@ -221,28 +239,24 @@ impl VmdkDisk {
                     }
                     ExtentData::Flat { file, base }
                 }
-                ExtentType::Sparse => {
+                ExtentType::Sparse | ExtentType::Vmfssparse => {
                     let file = open_extent_file(path, &dir, line, options)?;
                     let mut bytes = [0u8; 512];
                     file.read_exact_at(&mut bytes, 0, "sparse header")?;
-                    if &bytes[0..4] == b"COWD" {
-                        return Err(Error::unsupported(
-                            file.path(),
-                            "is an ESXi vmfsSparse (COWD) snapshot delta; not supported yet",
-                        ));
+                    // The magic decides, not the line's type: qemu and ESXi write COWD
+                    // redo logs under both names.
+                    if bytes.starts_with(crate::vmdk::cowd::MAGIC)
+                        || line.kind == ExtentType::Vmfssparse
+                    {
+                        ExtentData::Cowd(Box::new(CowdExtent::open(file, len)?))
+                    } else {
+                        let header = SparseHeader::parse(&bytes, file.path(), 0)?;
+                        ExtentData::Sparse(Box::new(SparseExtent::open(file, header, len, delta)?))
                     }
-                    let header = SparseHeader::parse(&bytes, file.path(), 0)?;
-                    ExtentData::Sparse(Box::new(SparseExtent::open(file, header, len, false)?))
                 }
-                ExtentType::Vmfssparse | ExtentType::Sesparse => {
-                    return Err(Error::unsupported(
-                        path,
-                        format!(
-                            "descriptor line {}: {} extents are ESXi snapshot deltas; not supported yet",
-                            line.line,
-                            line.kind.name()
-                        ),
-                    ));
+                ExtentType::Sesparse => {
+                    let file = open_extent_file(path, &dir, line, options)?;
+                    ExtentData::SeSparse(Box::new(SeSparseExtent::open(file, len)?))
                 }
                 ExtentType::Vmfsrdm | ExtentType::Vmfsraw => {
                     return Err(Error::refused(
@@ -288,8 +302,11 @@ impl VmdkDisk {
         let mut extents = Vec::with_capacity(parts.len());
         let mut start = 0u64;
         for (line, data) in parts {
-            if let ExtentData::Sparse(s) = &data {
-                warnings.extend(s.warnings.iter().cloned());
+            match &data {
+                ExtentData::Sparse(s) => warnings.extend(s.warnings.iter().cloned()),
+                ExtentData::Cowd(s) => warnings.extend(s.warnings.iter().cloned()),
+                ExtentData::SeSparse(s) => warnings.extend(s.warnings.iter().cloned()),
+                ExtentData::Flat { .. } | ExtentData::Zero => {}
             }
             let len = line.sectors.saturating_mul(SECTOR);
             extents.push(Extent {
@@ -301,6 +318,7 @@ impl VmdkDisk {
             start = start.saturating_add(len);
         }
         VmdkDisk {
+            parent: parent_link(&descriptor),
             path,
             descriptor,
             embedded,
@@ -338,6 +356,18 @@ impl VmdkDisk {
     }
 }
 
+/// Pushes a redo log's runs: `absent` where the log holds nothing.
+fn push_delta_runs(delta: &[DeltaRun], absent: RunKind, out: &mut Vec<Run>) {
+    for r in delta {
+        let kind = match r.kind {
+            DeltaKind::Parent => absent,
+            DeltaKind::Zero => RunKind::Zero,
+            DeltaKind::Data => RunKind::Data,
+        };
+        push_run(out, r.offset, r.len, kind);
+    }
+}
+
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -348,8 +378,46 @@ fn parse_descriptor(path: &Path, text: &[u8]) -> Result<Descriptor> {
     Descriptor::parse_bytes(text).map_err(|e| Error::descriptor(path, e.line, e.detail))
 }
 
-/// Refuses what the descriptor header says is a delta or a device before any extent is
-/// opened, so the message names the real reason.
+/// Whether the descriptor makes a snapshot delta: it names a parent CID or a parent file.
+fn is_delta(d: &Descriptor) -> bool {
+    d.has_parent() || d.header.contains_key("parentfilenamehint")
+}
+
+/// A CID as descriptors write it: up to 8 hex digits.
+fn parse_cid(text: &str) -> Option<u32> {
+    u32::from_str_radix(text.trim(), 16).ok()
+}
+
+/// How a delta names its parent: its parentFileNameHint and the parent's CID.
+fn parent_link(d: &Descriptor) -> Option<ParentLink> {
+    if !is_delta(d) {
+        return None;
+    }
+    let hints = d
+        .header
+        .get("parentfilenamehint")
+        .filter(|h| !h.trim().is_empty())
+        .map(|h| ParentHint {
+            path: h.clone(),
+            key: "parentFileNameHint",
+        });
+    let expected = d
+        .parent_cid()
+        .and_then(parse_cid)
+        .filter(|&cid| cid != 0xFFFF_FFFF)
+        .map(LinkId::VmdkCid);
+    Some(ParentLink {
+        hints: hints.into_iter().collect(),
+        expected: expected.into_iter().collect(),
+        expected_key: "parentCID",
+        format: "vmdk",
+        same_size: true,
+        rule: &rules::VMDK_PARENT,
+    })
+}
+
+/// Refuses what the descriptor header says is a device before any extent is opened, so
+/// the message names the real reason.
 fn refuse_unsupported_kinds(path: &Path, d: &Descriptor) -> Result<()> {
     let create_type = d.create_type().unwrap_or("").to_ascii_lowercase();
     match create_type.as_str() {
@@ -366,30 +434,7 @@ fn refuse_unsupported_kinds(path: &Path, d: &Descriptor) -> Result<()> {
                 ),
             ));
         }
-        "vmfssparse" | "sesparse" => {
-            return Err(Error::unsupported(
-                path,
-                format!(
-                    "createType {} is an ESXi snapshot delta; not supported yet",
-                    d.create_type().unwrap_or_default()
-                ),
-            ));
-        }
         _ => {}
-    }
-    if d.has_parent() {
-        let parent = d
-            .header
-            .get("parentfilenamehint")
-            .map(|p| format!(" of {p:?}"))
-            .unwrap_or_default();
-        return Err(Error::unsupported(
-            path,
-            format!(
-                "is a delta (snapshot) disk{parent}, parentCID {}; delta disks are not supported yet: convert the consolidated disk",
-                d.parent_cid().unwrap_or_default()
-            ),
-        ));
     }
     Ok(())
 }
@@ -483,18 +528,34 @@ impl Disk for VmdkDisk {
     }
 
     fn map_range(&mut self, offset: u64, len: u64, out: &mut Vec<Run>) -> Result<()> {
+        // What a redo log does not hold is the parent's; without a parent, zeros.
+        let absent = if self.parent.is_some() {
+            RunKind::Parent
+        } else {
+            RunKind::Zero
+        };
+        let mut delta = Vec::new();
         self.for_pieces(offset, len, |extent, within, n, _| {
             let abs = extent.start + within;
+            delta.clear();
             match &mut extent.data {
                 ExtentData::Zero => push_run(out, abs, n, RunKind::Zero),
                 ExtentData::Flat { file, base } => file.map_holes(*base + within, n, abs, out),
                 ExtentData::Sparse(s) => s.map(within, n, extent.start, out)?,
+                ExtentData::Cowd(s) => s.map(within, n, extent.start, &mut delta)?,
+                ExtentData::SeSparse(s) => s.map(within, n, extent.start, &mut delta)?,
             }
+            push_delta_runs(&delta, absent, out);
             Ok(())
         })
     }
 
     fn read_range(&mut self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        // A layer reads what it does not hold as zeros; the chain fills it in.
+        let mut absent = |_: u64, b: &mut [u8]| {
+            b.fill(0);
+            Ok(())
+        };
         self.for_pieces(offset, buf.len() as u64, |extent, within, n, done| {
             let dst = &mut buf[done as usize..(done + n) as usize];
             match &mut extent.data {
@@ -503,6 +564,8 @@ impl Disk for VmdkDisk {
                     file.read_exact_at(dst, *base + within, "flat extent")?
                 }
                 ExtentData::Sparse(s) => s.read_at(within, dst)?,
+                ExtentData::Cowd(s) => s.read_at(within, dst, &mut absent)?,
+                ExtentData::SeSparse(s) => s.read_at(within, dst, &mut absent)?,
             }
             Ok(())
         })
@@ -529,6 +592,11 @@ impl Disk for VmdkDisk {
             ExtentData::Sparse(s) => Some(s.header().clone()),
             _ => None,
         });
+        let redo_grain = self.extents.iter().find_map(|e| match &e.data {
+            ExtentData::Cowd(s) => Some(s.header().grain_bytes()),
+            ExtentData::SeSparse(_) => Some(crate::vmdk::sesparse::GRAIN_BYTES),
+            _ => None,
+        });
         let header = &self.descriptor.header;
         let details = VmdkDetails {
             version: header.get("version").cloned(),
@@ -543,7 +611,10 @@ impl Disk for VmdkDisk {
             uuid: get("ddb.uuid"),
             long_content_id: get("ddb.longcontentid"),
             embedded_descriptor: self.embedded,
-            grain_size: first_sparse.as_ref().map(|h| h.grain_bytes()),
+            grain_size: first_sparse
+                .as_ref()
+                .map(|h| h.grain_bytes())
+                .or(redo_grain),
             compressed: first_sparse.as_ref().is_some_and(|h| h.compressed()),
         };
         let layout = details
@@ -562,6 +633,8 @@ impl Disk for VmdkDisk {
                     ExtentData::Zero => e.line.file.clone(),
                     ExtentData::Flat { file, .. } => Some(file.path().display().to_string()),
                     ExtentData::Sparse(s) => Some(s.file().path().display().to_string()),
+                    ExtentData::Cowd(s) => Some(s.file().path().display().to_string()),
+                    ExtentData::SeSparse(s) => Some(s.file().path().display().to_string()),
                 },
                 file_offset: match &e.data {
                     ExtentData::Flat { base, .. } => *base,
@@ -631,10 +704,24 @@ impl Disk for VmdkDisk {
             match &e.data {
                 ExtentData::Flat { file, .. } => files.push(file.path().to_path_buf()),
                 ExtentData::Sparse(s) => files.push(s.file().path().to_path_buf()),
+                ExtentData::Cowd(s) => files.push(s.file().path().to_path_buf()),
+                ExtentData::SeSparse(s) => files.push(s.file().path().to_path_buf()),
                 ExtentData::Zero => {}
             }
         }
         files
+    }
+
+    fn parent(&self) -> Option<&ParentLink> {
+        self.parent.as_ref()
+    }
+
+    fn link_id(&self) -> Option<LinkId> {
+        self.descriptor
+            .header
+            .get("cid")
+            .and_then(|c| parse_cid(c))
+            .map(LinkId::VmdkCid)
     }
 
     fn content_id(&self) -> Option<String> {

@@ -24,7 +24,7 @@ pub const GRAIN_SECTORS: u64 = 8;
 /// 32 KiB tables of 4096 u64 entries.
 pub const GT_SECTORS: u64 = 64;
 pub const GT_ENTRIES: u64 = GT_SECTORS * SECTOR / 8;
-const GRAIN_BYTES: u64 = GRAIN_SECTORS * SECTOR;
+pub const GRAIN_BYTES: u64 = GRAIN_SECTORS * SECTOR;
 const GT_BYTES: u64 = GT_SECTORS * SECTOR;
 /// Largest capacity accepted: 64 TiB. seSparse tops out just below it (grain table
 /// indexes are 32-bit and a table covers 16 MiB); qemu caps the directory likewise.

@@ -32,6 +32,12 @@ impl Findings {
         location: Option<Location>,
         fix: &str,
     ) {
+        // Every id the checks produce is catalogued with the severities it may carry
+        // (docs/json.md lists the catalogue); a check that strays is a bug in the check.
+        debug_assert!(
+            super::catalogue::entry(id).is_some_and(|e| e.allows(check, &severity)),
+            "finding {id} ({check}, {severity:?}) is not in the catalogue"
+        );
         self.list.push(Finding {
             id: id.to_string(),
             check: check.to_string(),

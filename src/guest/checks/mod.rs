@@ -2,6 +2,7 @@
 //! read what decides whether the guest boots and is reachable on Hyper-V or Azure, and
 //! say so as findings with a severity per target. Knows nothing of VMDK or VHD.
 
+pub mod catalogue;
 mod findings;
 mod firmware;
 pub mod linux;
