@@ -1076,7 +1076,16 @@ fn a_bare_stream_vmdk_through_a_pipe_and_what_a_pipe_may_not_carry() {
     let o = vdconv_piped(&vhd, &[&"convert", &"-", &tmp.path().join("y.vhdx")]);
     assert_eq!(o.status.code(), Some(3));
     assert!(one_error_line(&o).contains("OVA (a tar archive) or a streamOptimized VMDK"));
-    // Export options on a disk image are refused, not ignored.
+    // Options for single images are refused for an export, not ignored; and the other
+    // way round.
+    let ova = vm.ova("ustar");
+    for option in ["--keep-chain", "--inspect", "--ignore-cid"] {
+        let o = vdconv(&[&"convert", &option, &ova, &tmp.path().join("k.vhdx")]);
+        assert_eq!(o.status.code(), Some(2), "{option}: {}", stderr(&o));
+        assert!(one_error_line(&o).contains(option));
+    }
+    let o = vdconv(&[&"convert", &ova, &"-"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = vdconv(&[
         &"convert",
         &"--disk",
