@@ -27,10 +27,10 @@ cp "$tmp"/*-streamOptimized.vmdk "$root/fixtures/handmade/stream-footer-padded.v
 find "$root/fixtures/handmade" -name '*.vmdk' -size -4k -exec cp {} corpus/descriptor/ \;
 cp "$tmp/r-twoGbMaxExtentSparse.vmdk" "$tmp/r-monolithicFlat.vmdk" corpus/descriptor/
 for raw in r big; do
-  "$vd" convert -q "$tmp/$raw-monolithicSparse.vmdk" "corpus/vhd/$raw-dynamic.vhd" --block-size 512K
-  "$vd" convert -q --type fixed "$tmp/$raw-monolithicSparse.vmdk" "corpus/vhd/$raw-fixed.vhd"
+  "$vd" convert -q --force "$tmp/$raw-monolithicSparse.vmdk" "corpus/vhd/$raw-dynamic.vhd" --block-size 512K
+  "$vd" convert -q --force --type fixed "$tmp/$raw-monolithicSparse.vmdk" "corpus/vhd/$raw-fixed.vhd"
   qemu-img convert -f raw -O vpc "$tmp/$raw.raw" "corpus/vhd/$raw-qemu.vhd"
-  "$vd" convert -q "$tmp/$raw-monolithicSparse.vmdk" "corpus/vhdx/$raw-dynamic.vhdx" --block-size 1M
+  "$vd" convert -q --force "$tmp/$raw-monolithicSparse.vmdk" "corpus/vhdx/$raw-dynamic.vhdx" --block-size 1M
   qemu-img convert -f raw -O vhdx -o block_size=1M "$tmp/$raw.raw" "corpus/vhdx/$raw-qemu.vhdx"
 done
 qemu-img create -q -f vmdk -b "$tmp/r-monolithicSparse.vmdk" -F vmdk "$tmp/delta.vmdk"
@@ -52,8 +52,8 @@ done
 # Differencing children written by --keep-chain: whole files for the image targets, and
 # their locators for the parser targets (a VHD header with its locator data after it; the
 # VHDX parent locator item).
-"$vd" convert -q --keep-chain "$tmp/delta.vmdk" "$tmp/kept.vhdx"
-"$vd" convert -q --keep-chain "$tmp/delta.vmdk" "$tmp/kept.vhd"
+"$vd" convert -q --force --keep-chain "$tmp/delta.vmdk" "$tmp/kept.vhdx"
+"$vd" convert -q --force --keep-chain "$tmp/delta.vmdk" "$tmp/kept.vhd"
 cp "$tmp/delta.avhdx" corpus/vhdx/
 cp "$tmp/delta.vhd" corpus/vhd/delta-child.vhd
 python3 - "$tmp/delta.vhd" corpus/vhd_locator/child <<'PY'

@@ -174,21 +174,69 @@ pub fn inspect_image(
     options: &OpenOptions,
     target: Option<Target>,
 ) -> Result<InspectDocument> {
+    if let Some(input) = crate::export::detect::sniff(path)? {
+        return inspect_export(path, input, options, target);
+    }
     let disk = crate::open(path, options)?;
-    inspect_disk(disk, target, &options.cancel).map(|(doc, _)| doc)
+    inspect_disk(disk, target, None, &options.cancel).map(|(doc, _)| doc)
 }
 
-/// Inspects an opened disk and hands it back (for `convert --inspect`).
+/// An OVA or OVF export: its first disk (the boot disk, as VMware lists it), read in place,
+/// with the firmware the VM was configured with next to what the disk says.
+fn inspect_export(
+    path: &Path,
+    input: crate::export::detect::Input,
+    options: &OpenOptions,
+    target: Option<Target>,
+) -> Result<InspectDocument> {
+    use crate::export::detect::{ExportKind, Input};
+    use crate::ova::{Firmware as OvfFirmware, Package};
+    let pkg = match input {
+        Input::Package(ExportKind::Ova) => Package::open_file(path)?,
+        Input::Package(ExportKind::Ovf) => Package::open_dir(path)?,
+        Input::Stream(_) => {
+            return Err(Error::usage(
+                None,
+                "inspect reads files, not pipes: save the export first, or convert it with --inspect",
+            ));
+        }
+    };
+    let hint = match pkg.envelope.system.hardware.firmware {
+        OvfFirmware::Efi => Some(Firmware::Uefi),
+        OvfFirmware::Bios => Some(Firmware::Bios),
+        OvfFirmware::Unknown => None,
+    };
+    let Some(first) = pkg.disks.iter().find(|d| !d.is_blank()) else {
+        return Err(Error::unsupported(
+            path,
+            "the export holds no disk with a file",
+        ));
+    };
+    let Some(disk) = crate::export::disk::open_in_place(&pkg, first, options)? else {
+        return Err(Error::unsupported(
+            path,
+            format!(
+                "disk {} is stored gzip-compressed or in chunks, which inspect does not read in place; convert it, then inspect the output",
+                first.href.as_deref().unwrap_or(&first.disk_id)
+            ),
+        ));
+    };
+    inspect_disk(disk, target, hint, &options.cancel).map(|(doc, _)| doc)
+}
+
+/// Inspects an opened disk and hands it back (for `convert --inspect`). `firmware_hint`:
+/// the firmware the VM was configured with, when known (an export says it).
 pub fn inspect_disk(
     disk: Box<dyn Disk>,
     target: Option<Target>,
+    firmware_hint: Option<Firmware>,
     cancel: &Cancel,
 ) -> Result<(InspectDocument, Box<dyn Disk>)> {
     let started = Instant::now();
     let path = disk.path().to_path_buf();
     let size = disk.virtual_size();
     let source = Arc::new(DiskSource::new(disk, cancel.clone()));
-    let checked = check(&source, &path, target, cancel);
+    let checked = check(&source, &path, target, firmware_hint, cancel);
     let bytes_read = source.bytes_read();
     let failure = source.take_failure();
     let disk = source.take_disk();
@@ -239,6 +287,7 @@ fn check(
     source: &Arc<DiskSource>,
     path: &Path,
     target: Option<Target>,
+    firmware_hint: Option<Firmware>,
     cancel: &Cancel,
 ) -> Result<(InspectReport, Scheme, Vec<String>)> {
     // Only reads of the image fail the scan (every guest structure is range-checked
@@ -248,7 +297,7 @@ fn check(
     let cancelled = || cancel.is_cancelled();
     let options = InspectOptions {
         targets: target.map_or_else(|| TARGETS.to_vec(), |t| vec![t]),
-        firmware_hint: None,
+        firmware_hint,
         cancelled: &cancelled,
     };
     let report = check_guest(&layout.volumes, &options);

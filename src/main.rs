@@ -236,7 +236,7 @@ fn run_convert(args: &ConvertArgs, cancel: &Cancel) -> Outcome {
     let mut advice = Vec::new();
     if args.inspect {
         // Read-only, before anything is written: a refusal leaves nothing behind.
-        let (doc, back) = vdconv::inspect::inspect_disk(disk, plan.target, cancel)?;
+        let (doc, back) = vdconv::inspect::inspect_disk(disk, plan.target, None, cancel)?;
         disk = back;
         let guest = vdconv::inspect::gate_warnings(&doc, plan.target);
         if let Err(e) = vdconv::inspect::gate(&doc, plan.target, args.force_unready) {
@@ -372,9 +372,22 @@ fn inspect_and_print(
         TargetArg::HypervGen1 => Target::HypervGen1,
         TargetArg::HypervGen2 => Target::HypervGen2,
     });
-    let disk = vdconv::open(img, &open_options(common, cancel))?;
-    warn_all(common.quiet, disk.warnings());
-    let (doc, _) = vdconv::inspect::inspect_disk(disk, target, cancel)?;
+    let options = open_options(common, cancel);
+    if vdconv::export::detect::is_stream(img) {
+        // Never opened: a FIFO without a writer would wait forever.
+        return Err(Error::not_a_file(
+            img,
+            "is a pipe; inspect reads files (save the export first, or convert it with --inspect)",
+        ));
+    }
+    let doc = if vdconv::export::detect::sniff(img)?.is_some() {
+        // An export: its boot disk, with the VM's firmware next to what the disk says.
+        vdconv::inspect::inspect_image(img, &options, target)?
+    } else {
+        let disk = vdconv::open(img, &options)?;
+        warn_all(common.quiet, disk.warnings());
+        vdconv::inspect::inspect_disk(disk, target, None, cancel)?.0
+    };
     if common.json {
         print_json(&doc)?;
     } else {

@@ -347,6 +347,60 @@ fn inspect_as_vmdks(raw: &Path, name: &str) -> (Value, PathBuf, PathBuf) {
     (a, stream, sparse)
 }
 
+/// The same disk packed in an OVA (the way ovftool lays it out, firmware efi) reads the
+/// same through `inspect VM.ova`: its boot disk in place, with the VM's firmware as a hint.
+fn inspect_inside_an_ova(d: &Path, stream: &Path, direct: &Value) {
+    let pack = d.join("ova");
+    fs::create_dir_all(&pack).unwrap();
+    fs::copy(stream, pack.join("vm-disk1.vmdk")).unwrap();
+    let size = fs::metadata(stream).unwrap().len();
+    let capacity = direct["virtual_size"].as_u64().unwrap();
+    let ovf = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1" xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData" xmlns:vmw="http://www.vmware.com/schema/ovf">
+  <References><File ovf:href="vm-disk1.vmdk" ovf:id="file1" ovf:size="{size}"/></References>
+  <DiskSection><Info>Disks</Info><Disk ovf:capacity="{capacity}" ovf:diskId="vmdisk1" ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/></DiskSection>
+  <VirtualSystem ovf:id="vm"><Info>A VM</Info><Name>vm</Name>
+    <VirtualHardwareSection><Info>Hardware</Info>
+      <Item><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item>
+      <Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>4</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+      <vmw:Config ovf:required="false" vmw:key="firmware" vmw:value="efi"/>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>
+"#
+    );
+    fs::write(pack.join("vm.ovf"), ovf).unwrap();
+    let ova = d.join("vm.ova");
+    common::run_ok(
+        "tar",
+        &[
+            &"--format=ustar",
+            &"-cf",
+            &ova,
+            &"-C",
+            &pack,
+            &"vm.ovf",
+            &"vm-disk1.vmdk",
+        ],
+    );
+    let (code, doc) = inspect(&ova, &[]);
+    assert_eq!(code, 0, "{doc}");
+    assert_eq!(doc["firmware"]["hint"], "uefi", "{doc:#}");
+    for field in [
+        "findings",
+        "os",
+        "kernels",
+        "default_kernel",
+        "volumes",
+        "ready_for",
+    ] {
+        assert_eq!(doc[field], direct[field], "{field} through the OVA");
+    }
+    fs::remove_dir_all(&pack).unwrap();
+    fs::remove_file(&ova).unwrap();
+}
+
 fn ids(doc: &Value) -> BTreeSet<String> {
     doc["findings"]
         .as_array()
@@ -569,6 +623,7 @@ fn debian_guest_on_real_disks() {
     let disk = DebianDisk::build(d, &good_tree);
 
     let (good, stream, _) = inspect_as_vmdks(&disk.base, "good");
+    inspect_inside_an_ova(d, &stream, &good);
     assert_eq!(
         ready_for(&good),
         ["hyperv-gen1", "hyperv-gen2", "azure"],
