@@ -663,7 +663,7 @@ mod tests {
 
     #[test]
     fn an_image_that_fails_a_read_fails_the_inspection() {
-        let Err(e) = inspect_disk(Box::new(Damaged(Vec::new())), None, &Cancel::new()) else {
+        let Err(e) = inspect_disk(Box::new(Damaged(Vec::new())), None, None, &Cancel::new()) else {
             panic!("a damaged image inspected");
         };
         assert_eq!(e.kind(), crate::ErrorKind::Corrupt);
@@ -671,7 +671,7 @@ mod tests {
         assert_eq!(e.class().code(), 3);
         let cancel = Cancel::new();
         cancel.cancel();
-        let Err(e) = inspect_disk(Box::new(Damaged(Vec::new())), None, &cancel) else {
+        let Err(e) = inspect_disk(Box::new(Damaged(Vec::new())), None, None, &cancel) else {
             panic!("an interrupted inspection finished");
         };
         assert_eq!(e.kind(), crate::ErrorKind::Interrupted);
