@@ -8,12 +8,10 @@
 //! - `names`: member names and hrefs, normalised and confined;
 //! - `ovf`: the descriptor (XML) as a model; `units`: its sizes with units;
 //! - `manifest`: `.mf` digests, hashing while reading, verification;
-//! - `confine`: opening an OVF folder's files beneath it;
 //! - `gzip`: a bounded decoder for gzip-compressed disks;
 //! - `package`: the model tying them (`Package::open_file`, `Package::open_dir`);
 //! - `stream`: the same model from a pipe (`OvaStream`).
 
-pub mod confine;
 pub mod error;
 pub mod gzip;
 pub mod manifest;

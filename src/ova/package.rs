@@ -9,13 +9,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::confine::{Folder, OpenError};
 use super::error::{Algorithm, OvaError, OvaResult, Place};
 use super::gzip::{BoundedGunzip, inflate_limit};
 use super::manifest::{DigestSet, Digests, HashingReader, MAX_MANIFEST, Manifest};
 use super::names;
 use super::ovf::{self, Attachment, Compression, Envelope, FileRef};
 use super::tar::{self, Member, MemberKind, TarIndex};
+use crate::disk::{Folder, OpenError};
 
 /// At most this many chunks per file (`<href>.000000000` …).
 pub const MAX_CHUNKS: u32 = 65_536;
@@ -249,12 +249,10 @@ impl Package {
             .read_to_end(&mut bytes)
             .map_err(|e| OvaError::io(here.clone(), "the descriptor", e))?;
         let envelope = ovf::parse(&bytes, &here)?;
-        let dir = match descriptor.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let folder = Folder::open(&dir)
-            .map_err(|e| OvaError::io(here.clone(), "the descriptor's folder", e))?;
+        // The folder is opened once; every referenced file is opened beneath it.
+        let folder = Folder::of(descriptor).map_err(|e| {
+            OvaError::refused(here.clone(), format!("the descriptor's folder: {e}"))
+        })?;
         let storage = FolderStorage { folder, descriptor };
         let descriptor_name = descriptor
             .file_name()
@@ -515,34 +513,31 @@ struct FolderStorage<'a> {
 impl Storage for FolderStorage<'_> {
     fn find(&self, name: &str) -> OvaResult<Option<Piece>> {
         let place = Place::member(self.descriptor, name);
-        let file = match self.folder.open_file(name) {
+        let file = match self.folder.open(Path::new(name), true) {
             Ok(f) => f,
-            Err(OpenError::Missing(_)) => return Ok(None),
-            Err(OpenError::Escapes(why)) => {
+            Err(OpenError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(OpenError::Escapes) => {
                 return Err(OvaError::refused(
                     place,
-                    format!("leads outside the package's folder: {why}"),
+                    "leads outside the package's folder (through a link)",
                 ));
             }
-            Err(OpenError::NotRegular) => {
+            Err(OpenError::NotRegular(what)) => {
                 return Err(OvaError::refused(
                     place,
-                    "is not a regular file (devices and FIFOs are never read)",
+                    format!("is {what}, not a regular file (devices and FIFOs are never read)"),
                 ));
             }
             Err(OpenError::Io(e)) => return Err(OvaError::io(place, "the file", e)),
         };
-        let size = file
-            .metadata()
-            .map_err(|e| OvaError::io(place, "the file's metadata", e))?
-            .len();
+        let size = file.len();
         Ok(Some(Piece {
             name: name.to_string(),
             location: Location::File {
                 path: self.folder.path().join(name),
             },
             size,
-            file: Some(Arc::new(file)),
+            file: Some(file.shared()),
         }))
     }
 }
