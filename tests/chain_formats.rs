@@ -19,11 +19,11 @@ use common::*;
 use serde_json::Value;
 use vdconv::Error;
 use vdconv::disk::InputFile;
+use vdconv::disk::{Run, RunKind};
 use vdconv::vhdx::format::{HEADER1_OFFSET, HEADER2_OFFSET, Header, KIB, MIB, seal};
 use vdconv::vhdx::log::{LogOverlay, fuzz_vhdx_log};
 use vdconv::vhdx::read::{current_header, read_meta};
 use vdconv::vmdk::cowd::CowdExtent;
-use vdconv::vmdk::grain::{DeltaKind, DeltaRun};
 use vdconv::vmdk::sesparse::SeSparseExtent;
 use vhdx_log::*;
 use zerocopy::{FromBytes, IntoBytes};
@@ -101,15 +101,15 @@ fn qemu_raw(path: &Path, format: &str, scratch: &Path) -> Vec<u8> {
     bytes
 }
 
-fn kind_name(k: DeltaKind) -> &'static str {
+fn kind_name(k: RunKind) -> &'static str {
     match k {
-        DeltaKind::Parent => "parent",
-        DeltaKind::Zero => "zero",
-        DeltaKind::Data => "data",
+        RunKind::Parent => "parent",
+        RunKind::Zero => "zero",
+        RunKind::Data => "data",
     }
 }
 
-fn named(runs: &[DeltaRun]) -> Vec<(u64, u64, String)> {
+fn named(runs: &[Run]) -> Vec<(u64, u64, String)> {
     runs.iter()
         .map(|r| (r.offset, r.len, kind_name(r.kind).to_string()))
         .collect()
@@ -193,7 +193,7 @@ fn sesparse_reader_stacked_on_the_cowd_reader_reads_the_chain_as_laid_out() {
     se.map(0, size, 0, &mut runs).unwrap();
     assert_eq!(named(&runs), chain.runs("sesparse"));
     // Every state the format has is in the map.
-    for kind in [DeltaKind::Parent, DeltaKind::Zero, DeltaKind::Data] {
+    for kind in [RunKind::Parent, RunKind::Zero, RunKind::Data] {
         assert!(runs.iter().any(|r| r.kind == kind), "{kind:?}");
     }
 

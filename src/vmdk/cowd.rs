@@ -9,8 +9,9 @@ use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::disk::InputFile;
+use crate::disk::Run;
 use crate::error::{Error, Result};
-use crate::vmdk::grain::{self, DeltaRun, GrainState, GrainTables, ParentRead};
+use crate::vmdk::grain::{self, GrainState, GrainTables, ParentRead};
 
 pub const MAGIC: &[u8; 4] = b"COWD";
 pub const SECTOR: u64 = 512;
@@ -335,7 +336,7 @@ impl CowdExtent {
 
     /// Appends the runs of `[offset, offset + len)` (extent-relative), shifted by `base`:
     /// `Parent` where this link has nothing, `Data` where it stores the grain.
-    pub fn map(&mut self, offset: u64, len: u64, base: u64, out: &mut Vec<DeltaRun>) -> Result<()> {
+    pub fn map(&mut self, offset: u64, len: u64, base: u64, out: &mut Vec<Run>) -> Result<()> {
         grain::map(self, offset, len, base, out)
     }
 
@@ -450,7 +451,8 @@ pub fn fuzz_cowd(bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmdk::grain::{DeltaKind, memory_input};
+    use crate::disk::RunKind;
+    use crate::vmdk::grain::memory_input;
     use std::time::{Duration, Instant};
     use zerocopy::FromZeros;
 
@@ -542,15 +544,15 @@ mod tests {
         let mut runs = Vec::new();
         x.map(0, x.len(), 1 << 40, &mut runs).unwrap();
         let want = [
-            (0, 512, DeltaKind::Data),
-            (512, 512, DeltaKind::Parent),
-            (1024, 512, DeltaKind::Data),
+            (0, 512, RunKind::Data),
+            (512, 512, RunKind::Parent),
+            (1024, 512, RunKind::Data),
             // The rest of table 0 up to its last grain, and all of absent table 1.
-            (1536, 4095 * 512 - 1536, DeltaKind::Parent),
-            (4095 * 512, 512, DeltaKind::Data),
-            (4096 * 512, 4096 * 512, DeltaKind::Parent),
-            (8192 * 512, 512, DeltaKind::Data),
-            (8193 * 512, 4095 * 512, DeltaKind::Parent),
+            (1536, 4095 * 512 - 1536, RunKind::Parent),
+            (4095 * 512, 512, RunKind::Data),
+            (4096 * 512, 4096 * 512, RunKind::Parent),
+            (8192 * 512, 512, RunKind::Data),
+            (8193 * 512, 4095 * 512, RunKind::Parent),
         ];
         let got: Vec<_> = runs
             .iter()

@@ -16,7 +16,6 @@ use crate::error::{Error, Result};
 use crate::rules;
 use crate::vmdk::cowd::CowdExtent;
 use crate::vmdk::descriptor::{Access, Descriptor, ExtentLine, ExtentType};
-use crate::vmdk::grain::{DeltaKind, DeltaRun};
 use crate::vmdk::header::{SECTOR, SparseHeader};
 use crate::vmdk::sesparse::SeSparseExtent;
 use crate::vmdk::sparse::SparseExtent;
@@ -357,12 +356,11 @@ impl VmdkDisk {
 }
 
 /// Pushes a redo log's runs: `absent` where the log holds nothing.
-fn push_delta_runs(delta: &[DeltaRun], absent: RunKind, out: &mut Vec<Run>) {
+fn push_delta_runs(delta: &[Run], absent: RunKind, out: &mut Vec<Run>) {
     for r in delta {
         let kind = match r.kind {
-            DeltaKind::Parent => absent,
-            DeltaKind::Zero => RunKind::Zero,
-            DeltaKind::Data => RunKind::Data,
+            RunKind::Parent => absent,
+            kind => kind,
         };
         push_run(out, r.offset, r.len, kind);
     }

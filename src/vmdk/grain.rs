@@ -2,13 +2,12 @@
 //! delta reader shares: the allocation map and reads that fall through to the parent.
 //!
 //! A delta has three answers where a base disk has two: a grain may be absent from this
-//! link (read the parent), explicitly zero (reads as zeros and hides the parent), or
-//! stored here. `disk::RunKind` only knows data and zero, so deltas report their own
-//! `DeltaKind` and the chain assembly resolves `Parent` runs against the next link.
+//! link (read the parent: `RunKind::Parent`), explicitly zero (reads as zeros and hides
+//! the parent), or stored here; the chain resolves `Parent` runs against the next link.
 
 use std::path::Path;
 
-use crate::disk::InputFile;
+use crate::disk::{InputFile, Run, RunKind, push_run};
 use crate::error::{Error, Result};
 
 /// Where one grain of a delta is.
@@ -22,48 +21,15 @@ pub enum GrainState {
     At(u64),
 }
 
-/// The state of a range of a delta, as `map` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeltaKind {
-    /// Not in this link: ask the parent.
-    Parent,
-    /// Zeros that hide the parent.
-    Zero,
-    /// Stored in this link.
-    Data,
-}
-
-impl From<GrainState> for DeltaKind {
-    fn from(g: GrainState) -> Self {
-        match g {
-            GrainState::Unallocated => DeltaKind::Parent,
-            GrainState::Zero => DeltaKind::Zero,
-            GrainState::At(_) => DeltaKind::Data,
+impl GrainState {
+    /// How a range of grains in this state maps.
+    pub fn kind(self) -> RunKind {
+        match self {
+            GrainState::Unallocated => RunKind::Parent,
+            GrainState::Zero => RunKind::Zero,
+            GrainState::At(_) => RunKind::Data,
         }
     }
-}
-
-/// A range of a delta with one state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeltaRun {
-    pub offset: u64,
-    pub len: u64,
-    pub kind: DeltaKind,
-}
-
-/// Pushes a run, merging it into the previous one when they touch and share a kind.
-pub fn push_delta_run(out: &mut Vec<DeltaRun>, offset: u64, len: u64, kind: DeltaKind) {
-    if len == 0 {
-        return;
-    }
-    if let Some(last) = out.last_mut()
-        && last.kind == kind
-        && last.offset + last.len == offset
-    {
-        last.len += len;
-        return;
-    }
-    out.push(DeltaRun { offset, len, kind });
 }
 
 /// Reads the parent's bytes for `[offset, offset + buf.len())` (extent-relative).
@@ -108,7 +74,7 @@ pub(crate) fn map<T: GrainTables + ?Sized>(
     offset: u64,
     len: u64,
     base: u64,
-    out: &mut Vec<DeltaRun>,
+    out: &mut Vec<Run>,
 ) -> Result<()> {
     let end = check_request(t, offset, len)?;
     let grain = t.grain_bytes();
@@ -118,14 +84,14 @@ pub(crate) fn map<T: GrainTables + ?Sized>(
         let table = pos / coverage;
         if !t.table_present(table) {
             let table_end = ((table + 1) * coverage).min(end);
-            push_delta_run(out, base + pos, table_end - pos, DeltaKind::Parent);
+            push_run(out, base + pos, table_end - pos, RunKind::Parent);
             pos = table_end;
             continue;
         }
         let index = pos / grain;
         let grain_end = ((index + 1) * grain).min(end);
-        let kind = t.grain(index)?.into();
-        push_delta_run(out, base + pos, grain_end - pos, kind);
+        let kind = t.grain(index)?.kind();
+        push_run(out, base + pos, grain_end - pos, kind);
         pos = grain_end;
     }
     Ok(())

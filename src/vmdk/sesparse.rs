@@ -11,8 +11,9 @@ use zerocopy::little_endian::U64;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::disk::InputFile;
+use crate::disk::Run;
 use crate::error::{Error, Result};
-use crate::vmdk::grain::{self, DeltaRun, GrainState, GrainTables, ParentRead};
+use crate::vmdk::grain::{self, GrainState, GrainTables, ParentRead};
 
 pub const SECTOR: u64 = 512;
 pub const CONST_MAGIC: u64 = 0xCAFE_BABE;
@@ -430,7 +431,7 @@ impl SeSparseExtent {
     }
 
     /// Appends the runs of `[offset, offset + len)` (extent-relative), shifted by `base`.
-    pub fn map(&mut self, offset: u64, len: u64, base: u64, out: &mut Vec<DeltaRun>) -> Result<()> {
+    pub fn map(&mut self, offset: u64, len: u64, base: u64, out: &mut Vec<Run>) -> Result<()> {
         grain::map(self, offset, len, base, out)
     }
 
@@ -552,7 +553,8 @@ pub fn fuzz_sesparse(bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmdk::grain::{DeltaKind, memory_input};
+    use crate::disk::RunKind;
+    use crate::vmdk::grain::memory_input;
     use std::time::{Duration, Instant};
 
     const S: usize = SECTOR as usize;
@@ -673,14 +675,14 @@ mod tests {
         assert_eq!(
             got,
             [
-                (0, g, DeltaKind::Data),
-                (g, 2 * g, DeltaKind::Zero),
-                (3 * g, g, DeltaKind::Parent),
-                (4 * g, 2 * g, DeltaKind::Data),
+                (0, g, RunKind::Data),
+                (g, 2 * g, RunKind::Zero),
+                (3 * g, g, RunKind::Parent),
+                (4 * g, 2 * g, RunKind::Data),
                 // Table 0's rest and the table-less 16 MiB in one run.
-                (6 * g, 2 * table - 6 * g, DeltaKind::Parent),
-                (2 * table, g, DeltaKind::Data),
-                (2 * table + g, table - g, DeltaKind::Parent),
+                (6 * g, 2 * table - 6 * g, RunKind::Parent),
+                (2 * table, g, RunKind::Data),
+                (2 * table + g, table - g, RunKind::Parent),
             ]
         );
         let mut buf = vec![0u8; 7 * g as usize];
