@@ -220,25 +220,8 @@ pub(crate) fn convert_uncommitted(
         let mut buf = vec![0u8; CHUNK as usize];
         let mut runs: Vec<Run> = Vec::new();
         let mut offset = 0u64;
-        // Where the data run the last look-ahead found ends: no need to look again before.
-        let mut data_until = 0u64;
         while offset < size {
             cancel.check()?;
-            if hasher.is_none() && offset >= data_until {
-                // Whole chunks the source maps as zero need no work: skip them in one step,
-                // so an empty multi-TiB disk costs a map lookup, not millions of chunks.
-                let (skip, data_end) = zero_chunks_ahead(src, offset, source_size, size)?;
-                data_until = data_end;
-                if skip > 0 {
-                    offset += skip;
-                    progress(Progress {
-                        phase: Phase::Convert,
-                        done: offset,
-                        total: size,
-                    });
-                    continue;
-                }
-            }
             let len = CHUNK.min(size - offset);
             // The part of this chunk the source covers; the rest is padding.
             let from_source = source_size.saturating_sub(offset).min(len);
@@ -248,6 +231,18 @@ pub(crate) fn convert_uncommitted(
                 src.map(offset, from_source, &mut runs)?;
             }
             let has_data = runs.iter().any(|r| r.kind == RunKind::Data);
+            if !has_data && hasher.is_none() {
+                // A zero chunk needs no work, nor do the zero chunks after it: skip them
+                // in one step, so an empty multi-TiB disk costs a few map lookups, not
+                // millions of chunks.
+                offset += zero_span(src, offset, source_size, size)?;
+                progress(Progress {
+                    phase: Phase::Convert,
+                    done: offset,
+                    total: size,
+                });
+                continue;
+            }
             crate::disk::prefetch_ahead(src, offset, CHUNK);
             let copies = if offload
                 && has_data
@@ -491,28 +486,29 @@ fn convert_in_place(
     })
 }
 
-/// How far from `offset` (a chunk boundary) whole chunks read as zeros, from the source's
-/// map looked at up to LOOKAHEAD bytes ahead (past the source's end is padding, zeros too);
-/// and where the first data run found ends, so the caller need not look again before it.
-fn zero_chunks_ahead(
-    src: &mut dyn Disk,
-    offset: u64,
-    source_size: u64,
-    size: u64,
-) -> Result<(u64, u64)> {
-    const LOOKAHEAD: u64 = 1 << 30;
-    let end = size.min(offset.saturating_add(LOOKAHEAD));
-    let mut zero_end = end;
-    let mut data_end = offset;
-    if offset < source_size {
-        let mut runs = Vec::new();
-        src.map(offset, source_size.min(end) - offset, &mut runs)?;
-        if let Some(r) = runs.iter().find(|r| r.kind == RunKind::Data) {
-            zero_end = r.offset;
-            data_end = r.offset + r.len;
+/// Bytes from `offset` (a chunk boundary whose chunk maps as zero) that read as zeros, in
+/// whole chunks (at least that chunk). The map is probed in windows growing fourfold up
+/// to a GiB, so a long zero range costs a few lookups and a short one, between data, no
+/// more than the chunks it spans (past the source's end is padding, zeros too).
+fn zero_span(src: &mut dyn Disk, offset: u64, source_size: u64, size: u64) -> Result<u64> {
+    let this = CHUNK.min(size - offset);
+    let mut end = offset + this;
+    let mut window = 16 * CHUNK;
+    let mut runs = Vec::new();
+    while end < size {
+        let probe_end = size.min(end.saturating_add(window));
+        if end < source_size {
+            runs.clear();
+            src.map(end, source_size.min(probe_end) - end, &mut runs)?;
+            if let Some(r) = runs.iter().find(|r| r.kind == RunKind::Data) {
+                end = r.offset;
+                break;
+            }
         }
+        end = probe_end;
+        window = (window * 4).min(1 << 30);
     }
-    Ok(((zero_end - offset) / CHUNK * CHUNK, data_end))
+    Ok(((end - offset) / CHUNK * CHUNK).max(this))
 }
 
 /// The chunk's data runs as kernel copies, when a single file holds each of them.
