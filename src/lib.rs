@@ -20,10 +20,11 @@
 //! ```
 //!
 //! Layers, lowest first; each imports only from those before it:
-//! 1. [`error`], [`rules`], [`cancel`], [`size`], [`zero`], [`identity`], [`threads`];
+//! 1. [`error`], [`rules`], [`cancel`], [`size`], [`zero`], [`identity`], [`threads`],
+//!    [`platform`] (the names of the targets);
 //! 2. [`disk`]: the reader contract, input files, the `info` record;
 //! 3. formats: [`vmdk`], [`vhd`], [`vhdx`], [`raw`], [`partition`], [`guest`] (none imports
-//!    another, nor anything below), [`sink`], the contract writers write through, and
+//!    another, nor anything after this layer), [`sink`], the contract writers write through, and
 //!    [`reflink`], block sharing between files;
 //! 4. [`output`]: the destination file;
 //! 5. [`chain`]: opening an image with its parents;
@@ -36,6 +37,7 @@
 pub mod cancel;
 pub mod error;
 pub mod identity;
+pub mod platform;
 pub mod rules;
 pub mod size;
 pub mod threads;

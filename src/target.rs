@@ -1,8 +1,6 @@
 //! Destination platforms: what Azure and Hyper-V generation 1 and 2 machines require of
 //! an image (format, type, size), and what they expect of the disk's partition table.
 
-use serde::Serialize;
-
 use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::partition::{self, PartitionTable, Scheme};
@@ -17,23 +15,7 @@ pub const AZURE_MAX_SIZE: u64 = 32767 * GIB;
 /// Generation 1 OS disks (MBR) up to 2 TiB.
 pub const MBR_LIMIT: u64 = 2 * TIB;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Target {
-    Azure,
-    HypervGen1,
-    HypervGen2,
-}
-
-impl Target {
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Azure => "azure",
-            Target::HypervGen1 => "hyperv-gen1",
-            Target::HypervGen2 => "hyperv-gen2",
-        }
-    }
-}
+pub use crate::platform::Target;
 
 /// `size` rounded up to a whole MiB; None past u64.
 pub fn whole_mib(size: u64) -> Option<u64> {

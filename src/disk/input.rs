@@ -57,6 +57,24 @@ impl InputFile {
         })
     }
 
+    /// An input over `bytes` held in memory (a memfd opened through /proc), for the fuzz
+    /// entry points: no temporary file. None when the system offers no memfd.
+    pub fn from_memory(bytes: &[u8]) -> Option<InputFile> {
+        use std::io::Write;
+        // SAFETY: memfd_create takes a NUL-terminated name and flags and returns a new
+        // descriptor or -1; the descriptor is owned by the File made from it.
+        let fd = unsafe { libc::memfd_create(c"vdconv-fuzz".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        let mut file = unsafe { File::from_raw_fd(fd) };
+        file.write_all(bytes).ok()?;
+        let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        // The reopened description keeps the memory alive after `file` is dropped.
+        InputFile::open(Path::new(&path)).ok()
+    }
+
     /// Wraps a file already open; `path` is for messages. Refuses what is not a regular file.
     pub fn from_open(path: &Path, file: File) -> std::result::Result<Self, OpenError> {
         let meta = file.metadata().map_err(OpenError::Io)?;

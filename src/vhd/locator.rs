@@ -189,7 +189,7 @@ pub fn hints(locators: &[Locator], unicode_name: &str) -> Vec<ParentHint> {
 /// Reads the locators of `bytes` taken as a file whose first 1024 bytes are a dynamic
 /// header: must never panic, whatever the bytes.
 pub fn fuzz_vhd_locators(bytes: &[u8]) {
-    let Some(file) = crate::vmdk::grain::memory_input(bytes) else {
+    let Some(file) = crate::disk::InputFile::from_memory(bytes) else {
         return;
     };
     let Some(header) = bytes.get(..1024) else {
@@ -235,7 +235,7 @@ mod tests {
         table[..24].copy_from_slice(entry(W2KU, 512, abs.len() as u32, 2048).as_bytes());
         table[24..48].copy_from_slice(entry(W2RU, 1, rel.len() as u32, 2560).as_bytes());
         table[48..52].copy_from_slice(b"Mac ");
-        let file = crate::vmdk::grain::memory_input(&image).unwrap();
+        let file = crate::disk::InputFile::from_memory(&image).unwrap();
         let l = read_locators(&file, &table, 576).unwrap();
         assert_eq!(
             l.iter().map(|l| l.path.as_str()).collect::<Vec<_>>(),

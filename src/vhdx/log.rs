@@ -802,7 +802,7 @@ pub fn fuzz_vhdx_log(bytes: &[u8]) {
         image[MIB as usize..MIB as usize + n].copy_from_slice(&log[..n]);
         (image, Some(guid), MIB, length)
     };
-    let Some(file) = crate::vmdk::grain::memory_input(&image) else {
+    let Some(file) = crate::disk::InputFile::from_memory(&image) else {
         return;
     };
     let (guid, offset, length) = match guid {

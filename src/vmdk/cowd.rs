@@ -432,7 +432,7 @@ fn table_overlapping(sorted: &[u64], at: u64, len: u64) -> Option<u64> {
 /// Opens `bytes` as a COWD extent (the header's capacity standing in for the
 /// descriptor's size) and maps and reads it: must never panic, whatever the bytes.
 pub fn fuzz_cowd(bytes: &[u8]) {
-    let Some(file) = grain::memory_input(bytes) else {
+    let Some(file) = crate::disk::InputFile::from_memory(bytes) else {
         return;
     };
     let mut head = [0u8; HEADER_BYTES as usize];
@@ -452,7 +452,6 @@ pub fn fuzz_cowd(bytes: &[u8]) {
 mod tests {
     use super::*;
     use crate::disk::RunKind;
-    use crate::vmdk::grain::memory_input;
     use std::time::{Duration, Instant};
     use zerocopy::FromZeros;
 
@@ -516,7 +515,7 @@ mod tests {
     }
 
     fn open(bytes: &[u8]) -> Result<CowdExtent> {
-        let file = memory_input(bytes).expect("memfd");
+        let file = InputFile::from_memory(bytes).expect("memfd");
         let mut head = [0u8; HEADER_BYTES as usize];
         file.read_exact_at(&mut head, 0, "COWD header")?;
         let cap = CowdHeader::parse(&head, &file)?.capacity();
@@ -603,10 +602,10 @@ mod tests {
 
     #[test]
     fn a_descriptor_extent_smaller_than_the_capacity_is_used_with_a_warning() {
-        let file = memory_input(&sample()).unwrap();
+        let file = InputFile::from_memory(&sample()).unwrap();
         let x = CowdExtent::open(file, 4096 * 512).unwrap();
         assert_eq!(x.warnings.len(), 1, "{:?}", x.warnings);
-        let file = memory_input(&sample()).unwrap();
+        let file = InputFile::from_memory(&sample()).unwrap();
         let e = CowdExtent::open(file, 4 * 4096 * 512).err().unwrap();
         assert_eq!(corrupt_at(e).0, "COWD header");
     }

@@ -206,26 +206,6 @@ pub(crate) fn refuse_shared_grains(
     Ok(())
 }
 
-/// An `InputFile` over `bytes` held in memory (a memfd opened through /proc), for the
-/// fuzz entry points: no temporary file, and `InputFile` stays as it is. None when the
-/// system offers no memfd.
-pub(crate) fn memory_input(bytes: &[u8]) -> Option<InputFile> {
-    use std::io::Write;
-    use std::os::fd::{AsRawFd, FromRawFd};
-    // SAFETY: memfd_create takes a NUL-terminated name and flags and returns a new
-    // descriptor or -1; the descriptor is owned by the File made from it.
-    let fd = unsafe { libc::memfd_create(c"vdconv-fuzz".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
-    file.write_all(bytes).ok()?;
-    let path = format!("/proc/self/fd/{}", file.as_raw_fd());
-    // The reopened description keeps the memory alive after `file` is dropped.
-    InputFile::open(Path::new(&path)).ok()
-}
-
 /// Maps and reads the first 4 MiB and the last grains of an extent, for the fuzz entry
 /// points; errors are expected, panics are not.
 pub(crate) fn fuzz_walk<T: GrainTables + ?Sized>(t: &mut T) {

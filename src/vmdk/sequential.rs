@@ -957,7 +957,7 @@ mod tests {
 
     /// The same disk through the random-access reader.
     fn read_in_place(bytes: &[u8]) -> Vec<u8> {
-        let file = crate::vmdk::grain::memory_input(bytes).unwrap();
+        let file = crate::disk::InputFile::from_memory(bytes).unwrap();
         let mut disk = crate::vmdk::VmdkDisk::open(
             file,
             crate::detect::Format::VmdkSparse,

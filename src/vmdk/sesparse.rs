@@ -531,7 +531,7 @@ fn read_directory(file: &InputFile, h: &SeSparseHeader) -> Result<Vec<Option<u64
 /// Opens `bytes` as an seSparse extent (the header's capacity standing in for the
 /// descriptor's size) and maps and reads it: must never panic, whatever the bytes.
 pub fn fuzz_sesparse(bytes: &[u8]) {
-    let Some(file) = grain::memory_input(bytes) else {
+    let Some(file) = crate::disk::InputFile::from_memory(bytes) else {
         return;
     };
     let mut head = [0u8; SECTOR as usize];
@@ -554,7 +554,6 @@ pub fn fuzz_sesparse(bytes: &[u8]) {
 mod tests {
     use super::*;
     use crate::disk::RunKind;
-    use crate::vmdk::grain::memory_input;
     use std::time::{Duration, Instant};
 
     const S: usize = SECTOR as usize;
@@ -629,7 +628,7 @@ mod tests {
     }
 
     fn open(bytes: &[u8]) -> Result<SeSparseExtent> {
-        let file = memory_input(bytes).expect("memfd");
+        let file = InputFile::from_memory(bytes).expect("memfd");
         SeSparseExtent::open(file, CAPACITY * SECTOR)
     }
 

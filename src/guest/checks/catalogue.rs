@@ -4,7 +4,7 @@
 //! produce is in it, and a contract test keeps the docs in step.
 
 use crate::guest::report::{Severities, Severity};
-use crate::target::Target;
+use crate::platform::Target;
 
 /// One kind of finding.
 #[derive(Debug)]

@@ -14,7 +14,7 @@ pub use findings::{Findings, sev};
 
 use crate::guest::report::{Firmware, InspectReport};
 use crate::guest::volume::Volume;
-use crate::target::Target;
+use crate::platform::Target;
 use findings::W;
 
 /// What the caller knows and wants.
