@@ -438,3 +438,32 @@ fn trimmed_vhdx_blocks_that_keep_their_offset_are_valid() {
     patch(&p, BAT, &(first & !7).to_le_bytes());
     assert_only(&p, "vhdx-bat-offset-not-zero");
 }
+
+#[test]
+fn a_vmdk_with_several_broken_extents_reports_every_rule() {
+    // The checker once stopped at the reader's first error; now every extent is checked.
+    let dir = tempdir();
+    let split = fixture("handmade/split-sparse");
+    for f in ["disk.vmdk", "disk-s001.vmdk", "disk-s002.vmdk"] {
+        fs::copy(split.join(f), dir.path().join(f)).unwrap();
+    }
+    // Extent 1: its magic broken. Extent 2: a grain table entry into the metadata.
+    patch(&dir.path().join("disk-s001.vmdk"), 0, b"KDMX");
+    let s2 = dir.path().join("disk-s002.vmdk");
+    let data = fs::read(&s2).unwrap();
+    let gd = u64::from_le_bytes(data[56..64].try_into().unwrap()) as usize * 512;
+    let gt = u32::from_le_bytes(data[gd..gd + 4].try_into().unwrap()) as usize * 512;
+    let first = (0..512)
+        .map(|i| gt + i * 4)
+        .find(|&at| u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) > 1)
+        .expect("an allocated grain");
+    patch(&s2, first, &2u32.to_le_bytes());
+    let (code, found) = rules(&dir.path().join("disk.vmdk"));
+    assert_eq!(code, 1);
+    // The second extent keeps a redundant copy of its tables, which now differs too.
+    assert_eq!(
+        found,
+        ["vmdk-header", "vmdk-redundant-differs", "vmdk-gte-in-metadata"],
+        "every extent, every rule"
+    );
+}

@@ -293,3 +293,35 @@ fn a_source_that_shrinks_under_a_copy_is_an_input_error() {
     assert_eq!(e.class().code(), 3, "{e}");
     assert_eq!(e.kind(), vdconv::ErrorKind::Truncated, "{e}");
 }
+
+#[test]
+fn sigint_stops_info_and_check_of_a_large_image() {
+    // Once swallowed: the walk finished and exited 0. A 64 TiB dynamic VHDX in 1 MiB
+    // blocks has 64M BAT entries, a walk of seconds in a test build.
+    let dir = tempdir();
+    let src = write(
+        dir.path(),
+        "empty.vmdk",
+        format!("createType=\"monolithicFlat\"\nRW {} ZERO\n", (64u64 << 40) / 512).as_bytes(),
+    );
+    let img = dir.path().join("big.vhdx");
+    assert_ok(&vdconv(&[&"convert", &"-q", &src, &img, &"--block-size", &"1M"]));
+    for command in ["info", "check"] {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_vdconv"))
+            .args([command])
+            .arg(&img)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        run_ok("kill", &[&"-INT", &child.id().to_string()]);
+        let t = std::time::Instant::now();
+        let o = child.wait_with_output().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(o.status.signal(), Some(2), "{command}: {:?} {}", o.status, stderr(&o));
+        assert!(stderr(&o).contains("interrupted"), "{command}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{command}: no report after an interruption");
+        assert!(t.elapsed() < Duration::from_secs(2), "{command}: stopped promptly");
+    }
+}

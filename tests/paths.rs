@@ -50,11 +50,19 @@ fn kernel_copy_and_its_fallback_across_file_systems() {
     patterned_raw(&raw, 12 * MIB, 13);
     let sha = file_sha256(&raw);
     let src = flat_descriptor(dir.path(), "r.vmdk", "r-flat.vmdk", 12 * MIB / 512);
-    // Same file system: copy_file_range.
+    // Same file system: the kernel copies (or shares) the data; -v says which path ran.
     let out = dir.path().join("same.vhd");
-    assert_ok(&vdconv(&[
-        &"convert", &"-q", &"--type", &"fixed", &src, &out,
-    ]));
+    let o = vdconv(&[&"convert", &"-v", &"--type", &"fixed", &src, &out]);
+    assert_ok(&o);
+    let log = stderr(&o);
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("data: "))
+        .unwrap_or_else(|| panic!("-v names the copy path: {log}"));
+    assert!(
+        line.ends_with(", 0 bytes read and written"),
+        "nothing went through the process: {line}"
+    );
     assert_eq!(libvhdi_sha256(&out), (12 * MIB, sha.clone()));
     qemu_compare(&src, "vmdk", &out, "vpc");
     // Another file system (a tmpfs): the kernel refuses, the writer reads instead.
@@ -63,10 +71,18 @@ fn kernel_copy_and_its_fallback_across_file_systems() {
         return;
     };
     let out = mnt.join("other.vhdx");
-    let o = vdconv(&[&"convert", &"-q", &"--type", &"fixed", &src, &out]);
+    let o = vdconv(&[&"convert", &"-v", &"--type", &"fixed", &src, &out]);
     let result = (o.status.code(), libvhdi_sha256(&out));
     drop(other);
     assert_eq!(result, (Some(0), (12 * MIB, sha)), "{}", stderr(&o));
+    // Across file systems the data went through this process (tmpfs shares no blocks
+    // with ext4; copy_file_range may or may not cross them, depending on the kernel).
+    let log = stderr(&o);
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("data: "))
+        .unwrap_or_else(|| panic!("-v names the copy path: {log}"));
+    assert!(line.starts_with("data: 0 bytes shared"), "{line}");
 }
 
 #[test]

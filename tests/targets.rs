@@ -328,3 +328,22 @@ fn sparse_never_writes_every_byte() {
         assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     }
 }
+
+#[test]
+fn verify_reports_both_digests_when_a_target_rounds_the_size() {
+    let dir = tempdir();
+    let raw = dir.path().join("r.raw");
+    patterned_raw(&raw, 21 * MIB + 4096, 33);
+    let source_sha = file_sha256(&raw);
+    let out = dir.path().join("a.vhd");
+    let o = vdconv(&[&"convert", &"--json", &"--verify", &"--target", &"azure", &"-f", &"raw", &raw, &out]);
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["rounded"], true);
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["source_sha256"], source_sha.as_str());
+    let mut padded = fs::read(&raw).unwrap();
+    padded.resize(22 * MIB as usize, 0);
+    assert_eq!(v["sha256"], bytes_sha256(&padded).as_str());
+    assert_eq!(libvhdi_sha256(&out), (22 * MIB, bytes_sha256(&padded)));
+}
