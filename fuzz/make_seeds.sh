@@ -8,7 +8,7 @@ vd="$root/target/release/vdconv"
 [ -x "$vd" ] || (cd "$root" && cargo build --release -q)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-targets=(descriptor sparse stream vhd vhdx contract cowd sesparse vhdx_log tar ovf manifest hive initramfs vhd_locator vhdx_locator volumes lvm_text xfs)
+targets=(descriptor sparse stream vhd vhdx contract cowd sesparse vhdx_log tar ovf manifest hive initramfs vhd_locator vhdx_locator volumes lvm_text xfs sequential)
 for t in "${targets[@]}"; do mkdir -p "corpus/$t"; done
 
 # Raw disks of two size classes: 192 KiB and 3 MiB with scattered data.
@@ -296,4 +296,6 @@ truncate -s 16M "$tmp/x-empty.img"
 TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 mkfs.xfs -q -f "$tmp/x-empty.img"
 head -c 6291456 "$tmp/x-empty.img" > corpus/xfs/empty.img
 cp corpus/xfs/proto-4096.img corpus/volumes/xfs-whole-disk.img
+# The one-pass reader reads what the random-access stream reader reads.
+cp corpus/stream/* corpus/sequential/
 ls corpus | while read -r t; do printf '%s: %s seeds\n' "$t" "$(ls "corpus/$t" | wc -l)"; done

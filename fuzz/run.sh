@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 runs=${1:-10000000}
 shift || true
-all=(descriptor sparse stream vhd vhdx contract cowd sesparse vhdx_log tar ovf manifest hive initramfs vhd_locator vhdx_locator volumes lvm_text xfs)
+all=(descriptor sparse stream vhd vhdx contract cowd sesparse vhdx_log tar ovf manifest hive initramfs vhd_locator vhdx_locator volumes lvm_text xfs sequential)
 targets=("${@:-${all[@]}}")
 [ -d corpus/contract ] || ./make_seeds.sh
 for t in "${targets[@]}"; do

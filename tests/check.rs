@@ -463,7 +463,11 @@ fn a_vmdk_with_several_broken_extents_reports_every_rule() {
     // The second extent keeps a redundant copy of its tables, which now differs too.
     assert_eq!(
         found,
-        ["vmdk-header", "vmdk-redundant-differs", "vmdk-gte-in-metadata"],
+        [
+            "vmdk-header",
+            "vmdk-redundant-differs",
+            "vmdk-gte-in-metadata"
+        ],
         "every extent, every rule"
     );
 }

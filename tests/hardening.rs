@@ -302,10 +302,21 @@ fn sigint_stops_info_and_check_of_a_large_image() {
     let src = write(
         dir.path(),
         "empty.vmdk",
-        format!("createType=\"monolithicFlat\"\nRW {} ZERO\n", (64u64 << 40) / 512).as_bytes(),
+        format!(
+            "createType=\"monolithicFlat\"\nRW {} ZERO\n",
+            (64u64 << 40) / 512
+        )
+        .as_bytes(),
     );
     let img = dir.path().join("big.vhdx");
-    assert_ok(&vdconv(&[&"convert", &"-q", &src, &img, &"--block-size", &"1M"]));
+    assert_ok(&vdconv(&[
+        &"convert",
+        &"-q",
+        &src,
+        &img,
+        &"--block-size",
+        &"1M",
+    ]));
     for command in ["info", "check"] {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_vdconv"))
             .args([command])
@@ -319,9 +330,25 @@ fn sigint_stops_info_and_check_of_a_large_image() {
         let t = std::time::Instant::now();
         let o = child.wait_with_output().unwrap();
         use std::os::unix::process::ExitStatusExt;
-        assert_eq!(o.status.signal(), Some(2), "{command}: {:?} {}", o.status, stderr(&o));
-        assert!(stderr(&o).contains("interrupted"), "{command}: {}", stderr(&o));
-        assert!(o.stdout.is_empty(), "{command}: no report after an interruption");
-        assert!(t.elapsed() < Duration::from_secs(2), "{command}: stopped promptly");
+        assert_eq!(
+            o.status.signal(),
+            Some(2),
+            "{command}: {:?} {}",
+            o.status,
+            stderr(&o)
+        );
+        assert!(
+            stderr(&o).contains("interrupted"),
+            "{command}: {}",
+            stderr(&o)
+        );
+        assert!(
+            o.stdout.is_empty(),
+            "{command}: no report after an interruption"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{command}: stopped promptly"
+        );
     }
 }

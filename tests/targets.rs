@@ -336,7 +336,17 @@ fn verify_reports_both_digests_when_a_target_rounds_the_size() {
     patterned_raw(&raw, 21 * MIB + 4096, 33);
     let source_sha = file_sha256(&raw);
     let out = dir.path().join("a.vhd");
-    let o = vdconv(&[&"convert", &"--json", &"--verify", &"--target", &"azure", &"-f", &"raw", &raw, &out]);
+    let o = vdconv(&[
+        &"convert",
+        &"--json",
+        &"--verify",
+        &"--target",
+        &"azure",
+        &"-f",
+        &"raw",
+        &raw,
+        &out,
+    ]);
     assert_ok(&o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["rounded"], true);

@@ -924,6 +924,33 @@ pub fn inflate_grain(
     }
 }
 
+/// Reads `bytes` as a streamOptimized VMDK front to back, inflating every grain, bounded
+/// to 4096 grains: the fuzz entry point. Errors are expected, panics are not.
+pub fn fuzz_sequential(bytes: &[u8]) {
+    let Ok(mut vmdk) = SequentialVmdk::open(bytes, Path::new("fuzz.vmdk")) else {
+        return;
+    };
+    let mut compressed = Vec::new();
+    let mut out = vec![0u8; vmdk.grain_bytes()];
+    let mut decoder = Decompress::new(true);
+    for _ in 0..4096 {
+        compressed.clear();
+        match vmdk.next_grain(&mut compressed) {
+            Ok(Some(g)) => {
+                let _ = inflate_grain(
+                    &mut decoder,
+                    &compressed,
+                    &mut out,
+                    g.len,
+                    Path::new("fuzz.vmdk"),
+                    g.record,
+                );
+            }
+            _ => return,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
