@@ -603,7 +603,7 @@ impl DebianDisk {
     /// A copy of the disk at `dir/NAME.raw` whose root is made from `tree`.
     fn variant(&self, name: &str, tree: &Tree) -> PathBuf {
         let disk = self.base.with_file_name(format!("{name}.raw"));
-        fs::copy(&self.base, &disk).unwrap();
+        common::sparse_copy(&self.base, &disk);
         self.put_root(&disk, tree);
         disk
     }
@@ -1154,14 +1154,14 @@ impl RhelDisk {
     /// system, through a loop mount of a copy of its image.
     fn variant(&self, name: &str, on_boot: bool, edit: &dyn Fn(&Path)) -> PathBuf {
         let disk = self.base.with_file_name(format!("{name}.raw"));
-        fs::copy(&self.base, &disk).unwrap();
+        common::sparse_copy(&self.base, &disk);
         let (img, at) = if on_boot {
             (&self.boot_img, self.boot_part.0)
         } else {
             (&self.root_img, self.root_at)
         };
         let copy = disk.with_extension("xfs");
-        fs::copy(img, &copy).unwrap();
+        common::sparse_copy(img, &copy);
         {
             let m = guest_images::mount_loop(&copy, &disk.with_extension("mnt"));
             edit(&m.dir);
@@ -1296,7 +1296,7 @@ fn rhel_guest_xfs_on_lvm() {
     // Hostile: the root's XFS truncated. The LV is shrunk in the (checksummed) metadata
     // to 20 of its 64 extents, so the file system runs past the end of its volume.
     let raw = d.join("hostile-truncated.raw");
-    fs::copy(&disk.base, &raw).unwrap();
+    common::sparse_copy(&disk.base, &raw);
     rewrite_root_extents(&raw, disk.pv_offset, 20);
     let doc = assert_hostile(
         "truncated XFS root",
@@ -1532,9 +1532,9 @@ impl WindowsDisks {
             (&self.mbr, self.mbr_c)
         };
         let disk = base.with_file_name(format!("{name}.raw"));
-        fs::copy(base, &disk).unwrap();
+        common::sparse_copy(base, &disk);
         let c = disk.with_extension("ntfs");
-        fs::copy(&self.c_img, &c).unwrap();
+        common::sparse_copy(&self.c_img, &c);
         {
             let m = NtfsMount::new(&c, &disk.with_extension("mnt"));
             edit(&m.dir);
@@ -1554,7 +1554,7 @@ fn replace_system(c: &Path, edit: &dyn Fn(&mut HiveKeys)) {
         c.file_name().unwrap().to_string_lossy()
     ));
     system_hive(&scratch, edit);
-    fs::copy(&scratch, path).unwrap();
+    common::sparse_copy(&scratch, &path);
 }
 
 #[test]
