@@ -2,7 +2,8 @@
 # Runs fuzz targets for a number of executions each and records what ran in
 # fuzz/RESULTS.md (not part of CI's test run).
 #   fuzz/run.sh [RUNS_PER_TARGET] [TARGET...]     (default 10000000, every target)
-# SANITIZER=none runs without AddressSanitizer (several times faster; Rust code needs it
+# MAX_TIME=SECONDS stops each target after that long (the row then records how many
+# executions it reached). SANITIZER=none runs without AddressSanitizer (several times faster; Rust code needs it
 # only for the few unsafe blocks), for long campaigns; the default is address.
 # Needs cargo-fuzz (cargo install cargo-fuzz) and the nightly toolchain. Seeds come from
 # fuzz/make_seeds.sh; crashes land in fuzz/artifacts/TARGET/ and become regression tests
@@ -19,11 +20,10 @@ for t in "${targets[@]}"; do
   # several times as many inputs as at 1 MiB, and every table kind fits.
   max_len=262144
   case "$t" in
-    vhdx_log) max_len=6291456 ;;
-    volumes|xfs) max_len=1048576 ;;
     # Whole small disks and file systems (an XFS is at least 16 MiB; its seeds are cut to
-    # their first 6 MiB, which hold the AG headers, the inodes and the log).
-    volumes|xfs) max_len=6291456 ;;
+    # their first 6 MiB, which hold the AG headers, the inodes and the log), and a VHDX
+    # log region.
+    vhdx_log|volumes|xfs) max_len=6291456 ;;
     lvm_text) max_len=65536 ;;
     descriptor|manifest) max_len=8192 ;;
     ovf|vhd_locator|vhdx_locator) max_len=65536 ;;
@@ -33,7 +33,7 @@ for t in "${targets[@]}"; do
   start=$(date +%s)
   status=ok
   cargo +nightly fuzz run -s "${SANITIZER:-address}" "$t" "corpus/$t" -- -runs="$runs" -max_len="$max_len" \
-    -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 >"$log" 2>&1 || status=FAILED
+    -rss_limit_mb=1024 -timeout=10 -max_total_time="${MAX_TIME:-0}" -print_final_stats=1 >"$log" 2>&1 || status=FAILED
   secs=$(( $(date +%s) - start ))
   execs=$(awk '/stat::number_of_executed_units/ { print $2 }' "$log" | tail -n 1)
   tail -n 12 "$log"
