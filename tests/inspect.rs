@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use common::{listing, stderr, vdconv, vdconv_measured};
 use guest_hive::{HVal, build_hive};
-use guest_images::{Loop, partitions, sfdisk, sh, sh_env, sparse_file};
+use guest_images::{Loop, partitions, sfdisk, sh, sh_env, sparse_copy, sparse_file, write_at};
 use guest_initramfs::{Compressor, initramfs};
 
 const MIB: u64 = 1 << 20;
@@ -133,31 +133,6 @@ impl Tree {
     fn remove(&self, p: &str) -> &Self {
         fs::remove_file(self.path(p)).unwrap();
         self
-    }
-}
-
-/// Copies `src` into `disk` at `offset` a MiB at a time, leaving zero 64 KiB pieces as
-/// holes. Streamed, not read whole (as guest_images::write_at does): the test process
-/// stays small, which the memory measurement of vdconv depends on (see `measured`).
-fn write_at(disk: &Path, offset: u64, src: &Path) {
-    use std::io::Read;
-    use std::os::unix::fs::FileExt;
-    let out = fs::OpenOptions::new().write(true).open(disk).unwrap();
-    let mut input = fs::File::open(src).unwrap();
-    let mut buf = vec![0u8; MIB as usize];
-    let mut at = offset;
-    loop {
-        let n = input.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        for (i, piece) in buf[..n].chunks(64 * 1024).enumerate() {
-            if piece.iter().any(|&b| b != 0) {
-                out.write_all_at(piece, at + (i * 64 * 1024) as u64)
-                    .unwrap();
-            }
-        }
-        at += n as u64;
     }
 }
 
@@ -603,7 +578,7 @@ impl DebianDisk {
     /// A copy of the disk at `dir/NAME.raw` whose root is made from `tree`.
     fn variant(&self, name: &str, tree: &Tree) -> PathBuf {
         let disk = self.base.with_file_name(format!("{name}.raw"));
-        common::sparse_copy(&self.base, &disk);
+        sparse_copy(&self.base, &disk);
         self.put_root(&disk, tree);
         disk
     }
@@ -1154,14 +1129,14 @@ impl RhelDisk {
     /// system, through a loop mount of a copy of its image.
     fn variant(&self, name: &str, on_boot: bool, edit: &dyn Fn(&Path)) -> PathBuf {
         let disk = self.base.with_file_name(format!("{name}.raw"));
-        common::sparse_copy(&self.base, &disk);
+        sparse_copy(&self.base, &disk);
         let (img, at) = if on_boot {
             (&self.boot_img, self.boot_part.0)
         } else {
             (&self.root_img, self.root_at)
         };
         let copy = disk.with_extension("xfs");
-        common::sparse_copy(img, &copy);
+        sparse_copy(img, &copy);
         {
             let m = guest_images::mount_loop(&copy, &disk.with_extension("mnt"));
             edit(&m.dir);
@@ -1296,7 +1271,7 @@ fn rhel_guest_xfs_on_lvm() {
     // Hostile: the root's XFS truncated. The LV is shrunk in the (checksummed) metadata
     // to 20 of its 64 extents, so the file system runs past the end of its volume.
     let raw = d.join("hostile-truncated.raw");
-    common::sparse_copy(&disk.base, &raw);
+    sparse_copy(&disk.base, &raw);
     rewrite_root_extents(&raw, disk.pv_offset, 20);
     let doc = assert_hostile(
         "truncated XFS root",
@@ -1532,9 +1507,9 @@ impl WindowsDisks {
             (&self.mbr, self.mbr_c)
         };
         let disk = base.with_file_name(format!("{name}.raw"));
-        common::sparse_copy(base, &disk);
+        sparse_copy(base, &disk);
         let c = disk.with_extension("ntfs");
-        common::sparse_copy(&self.c_img, &c);
+        sparse_copy(&self.c_img, &c);
         {
             let m = NtfsMount::new(&c, &disk.with_extension("mnt"));
             edit(&m.dir);
@@ -1554,7 +1529,7 @@ fn replace_system(c: &Path, edit: &dyn Fn(&mut HiveKeys)) {
         c.file_name().unwrap().to_string_lossy()
     ));
     system_hive(&scratch, edit);
-    common::sparse_copy(&scratch, &path);
+    sparse_copy(&scratch, &path);
 }
 
 #[test]

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,14 +82,38 @@ pub fn sparse_file(path: &Path, size: u64) {
     f.set_len(size).unwrap();
 }
 
-/// Copies `src` into `disk` at `offset`, leaving all-zero 64 KiB pieces as holes.
+/// Copies `src` into `disk` at `offset` a MiB at a time, leaving all-zero 64 KiB pieces
+/// as holes. Streamed, not read whole: the test process stays small, which the memory
+/// measurement of vdconv in tests/inspect.rs depends on.
 pub fn write_at(disk: &Path, offset: u64, src: &Path) {
-    let data = fs::read(src).unwrap();
-    write_bytes_at(disk, offset, &data);
+    let out = OpenOptions::new().write(true).open(disk).unwrap();
+    let mut input = File::open(src).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = offset;
+    loop {
+        let n = input.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        write_nonzero_at(&out, at, &buf[..n]);
+        at += n as u64;
+    }
+}
+
+/// Copies `src` to `dst` with the same holes as write_at leaves. `fs::copy` writes every
+/// byte of a sparse image (copy_file_range on a file system without reflinks), and the
+/// tests that make many variants of a guest disk would fill a small CI disk.
+pub fn sparse_copy(src: &Path, dst: &Path) {
+    sparse_file(dst, fs::metadata(src).unwrap().len());
+    write_at(dst, 0, src);
 }
 
 pub fn write_bytes_at(disk: &Path, offset: u64, data: &[u8]) {
     let f = OpenOptions::new().write(true).open(disk).unwrap();
+    write_nonzero_at(&f, offset, data);
+}
+
+fn write_nonzero_at(f: &File, offset: u64, data: &[u8]) {
     for (i, chunk) in data.chunks(64 * 1024).enumerate() {
         if chunk.iter().any(|&b| b != 0) {
             f.write_all_at(chunk, offset + (i as u64) * 64 * 1024)

@@ -414,28 +414,3 @@ pub fn vdconv_measured(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Measured {
         elapsed,
     }
 }
-
-/// Copies `src` to `dst` leaving its zero 64 KiB pieces as holes. `fs::copy` writes every
-/// byte of a sparse image (copy_file_range on a file system without reflinks), and tests
-/// that make many variants of a guest disk would otherwise fill a small CI disk.
-pub fn sparse_copy(src: &Path, dst: &Path) {
-    let mut input = File::open(src).unwrap();
-    let len = input.metadata().unwrap().len();
-    let out = File::create(dst).unwrap();
-    out.set_len(len).unwrap();
-    let mut buf = vec![0u8; MIB as usize];
-    let mut at = 0u64;
-    loop {
-        let n = input.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        for (i, piece) in buf[..n].chunks(64 * 1024).enumerate() {
-            if piece.iter().any(|&b| b != 0) {
-                out.write_all_at(piece, at + (i * 64 * 1024) as u64)
-                    .unwrap();
-            }
-        }
-        at += n as u64;
-    }
-}
