@@ -192,7 +192,7 @@ pub(crate) fn convert_uncommitted(
     let size = plan.output_size(source_size)?;
     // The temporary file first (a folder DST, an unwritable folder), then the space: both
     // refused before a byte is written, and the temporary goes with the error.
-    let (out, writer) = create_writer(plan, size)?;
+    let (out, mut writer) = create_writer(plan, size)?;
     check_free_space(src, plan, size, cancel)?;
     // The output's contents are hashed in the same pass, zeros included, for --verify
     // and for reproducible ids.
@@ -216,7 +216,7 @@ pub(crate) fn convert_uncommitted(
         if plan.verify { "on" } else { "off" }
     );
     let offload_ok = out.offload_flag();
-    let (written, writer) = pipeline(writer, |send| {
+    let (written, ()) = pipeline(&mut *writer, CHUNK, |send| {
         let mut buf = vec![0u8; CHUNK as usize];
         let mut runs: Vec<Run> = Vec::new();
         let mut offset = 0u64;
@@ -547,7 +547,7 @@ pub(crate) fn read_runs(
 }
 
 /// Work for the writing thread.
-enum Job {
+pub(crate) enum Job {
     /// Write `buf[..len]` at virtual `offset`, then hand the buffer back.
     Write {
         offset: u64,
@@ -568,12 +568,14 @@ const IN_FLIGHT: usize = 3;
 
 /// Runs `produce` on this thread and the writer on another, so that reading and
 /// inflating overlap with writing. `produce` hands each chunk to `send(job)`, which
-/// returns an empty buffer to fill next after a write. Returns the data bytes written and
-/// the writer, ready to finish.
-fn pipeline(
-    mut writer: Box<dyn ImageWriter>,
-    produce: impl FnOnce(&mut dyn FnMut(Job) -> Result<Option<Vec<u8>>>) -> Result<()>,
-) -> Result<(u64, Box<dyn ImageWriter>)> {
+/// returns an empty buffer to fill next after a write. The writer gets written buffers
+/// in writes of at most `piece` bytes (stdout's writer must see a block whole before the
+/// next one is placed). Returns the data bytes written and what `produce` returned.
+pub(crate) fn pipeline<R>(
+    writer: &mut (dyn ImageWriter + '_),
+    piece: u64,
+    produce: impl FnOnce(&mut dyn FnMut(Job) -> Result<Option<Vec<u8>>>) -> Result<R>,
+) -> Result<(u64, R)> {
     use std::sync::mpsc::sync_channel;
     let (full_tx, full_rx) = sync_channel::<Job>(IN_FLIGHT);
     let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
@@ -583,12 +585,14 @@ fn pipeline(
             .expect("room for every buffer");
     }
     std::thread::scope(|scope| {
-        let consumer = scope.spawn(move || -> Result<(u64, Box<dyn ImageWriter>)> {
+        let consumer = scope.spawn(move || -> Result<u64> {
             let mut written = 0u64;
             for job in full_rx {
                 match job {
                     Job::Write { offset, buf, len } => {
-                        written += writer.write(offset, &buf[..len])?;
+                        for (i, part) in buf[..len].chunks(piece as usize).enumerate() {
+                            written += writer.write(offset + i as u64 * piece, part)?;
+                        }
                         // The producer may have stopped: a closed return channel is fine.
                         let _ = empty_tx.send(buf);
                     }
@@ -603,7 +607,7 @@ fn pipeline(
                     }
                 }
             }
-            Ok((written, writer))
+            Ok(written)
         });
         let produced = produce(&mut |job| {
             // A failed send means the writer stopped with an error, reported below.
@@ -625,7 +629,7 @@ fn pipeline(
         match (produced, consumed) {
             (_, Err(e)) => Err(e),
             (Err(e), _) => Err(e),
-            (Ok(()), Ok(done)) => Ok(done),
+            (Ok(made), Ok(written)) => Ok((written, made)),
         }
     })
 }

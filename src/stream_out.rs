@@ -29,7 +29,9 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use crate::cancel::Cancel;
-use crate::convert::{CHUNK, ConvertReport, Phase, Progress, read_runs, reproducible_seed};
+use crate::convert::{
+    CHUNK, ConvertReport, Job, Phase, Progress, pipeline, read_runs, reproducible_seed,
+};
 use crate::disk::{Disk, Run, RunKind};
 use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
@@ -333,73 +335,37 @@ impl Walk<'_> {
         hash: bool,
         cancel: &Cancel,
     ) -> Result<(u64, Option<[u8; 32]>)> {
-        use std::sync::mpsc::sync_channel;
-        const IN_FLIGHT: usize = 3;
         let pass = self.passes - 1;
         let chunks = self.size.div_ceil(CHUNK);
-        let (full_tx, full_rx) = sync_channel::<(u64, Vec<u8>, usize)>(IN_FLIGHT);
-        let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
-        for _ in 0..IN_FLIGHT {
-            empty_tx
-                .send(vec![0u8; CHUNK as usize])
-                .expect("room for every buffer");
-        }
-        std::thread::scope(|scope| {
-            let consumer = scope.spawn(move || -> Result<u64> {
-                let mut written = 0;
-                for (offset, buf, len) in full_rx {
-                    for (i, part) in buf[..len].chunks(piece as usize).enumerate() {
-                        written += writer.write(offset + i as u64 * piece, part)?;
-                    }
-                    let _ = empty_tx.send(buf);
-                }
-                Ok(written)
-            });
-            let produced = (|| -> Result<Option<[u8; 32]>> {
-                let mut hasher = hash.then(Sha256::new);
-                let mut runs = Vec::new();
-                let mut buf = empty_rx.recv().map_err(|_| Error::interrupted())?;
-                for chunk in 0..chunks {
-                    cancel.check()?;
-                    let offset = chunk * CHUNK;
-                    let len = CHUNK.min(self.size - offset) as usize;
-                    let expected = first.map(|f| f.get(chunk));
-                    if expected == Some(false) {
-                        // The first pass found zeros here (and took any digest).
-                        self.report(pass, offset + len as u64);
-                        continue;
-                    }
-                    let data = &mut buf[..len];
-                    let has_data = self.read_chunk(src, offset, data, &mut runs, hash)?;
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&*data);
-                    }
-                    let write = has_data && !is_zero(data);
-                    if expected.is_some_and(|e| e != write) {
-                        return Err(changed(src.path(), offset));
-                    }
-                    if write {
-                        full_tx
-                            .send((offset, buf, len))
-                            .map_err(|_| Error::interrupted())?;
-                        buf = empty_rx.recv().map_err(|_| Error::interrupted())?;
-                    }
+        pipeline(writer, piece, |send| {
+            let mut hasher = hash.then(Sha256::new);
+            let mut runs = Vec::new();
+            let mut buf = vec![0u8; CHUNK as usize];
+            for chunk in 0..chunks {
+                cancel.check()?;
+                let offset = chunk * CHUNK;
+                let len = CHUNK.min(self.size - offset) as usize;
+                let expected = first.map(|f| f.get(chunk));
+                if expected == Some(false) {
+                    // The first pass found zeros here (and took any digest).
                     self.report(pass, offset + len as u64);
+                    continue;
                 }
-                Ok(hasher.map(|h| h.finalize().into()))
-            })();
-            drop(full_tx);
-            let consumed = consumer.join().unwrap_or_else(|_| {
-                Err(Error::output_limit(
-                    "the writing thread failed unexpectedly",
-                ))
-            });
-            // The writer's own error explains a producer that could not hand over.
-            match (produced, consumed) {
-                (_, Err(e)) => Err(e),
-                (Err(e), _) => Err(e),
-                (Ok(digest), Ok(written)) => Ok((written, digest)),
+                let data = &mut buf[..len];
+                let has_data = self.read_chunk(src, offset, data, &mut runs, hash)?;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&*data);
+                }
+                let write = has_data && !is_zero(data);
+                if expected.is_some_and(|e| e != write) {
+                    return Err(changed(src.path(), offset));
+                }
+                if write {
+                    buf = send(Job::Write { offset, buf, len })?.ok_or_else(Error::interrupted)?;
+                }
+                self.report(pass, offset + len as u64);
             }
+            Ok(hasher.map(|h| h.finalize().into()))
         })
     }
 }
