@@ -318,20 +318,16 @@ pub(crate) fn convert_uncommitted(
         }
         _ => Identity::random_now(),
     };
-    writer.finish(identity)?;
-    let verified = match (plan.verify, content) {
-        (true, Some(expected)) => {
-            verify_output(&out, &expected, cancel, progress)?;
-            Some(true)
-        }
-        _ => None,
-    };
-    let file_size = out
-        .file()
-        .metadata()
-        .map_err(|e| Error::output_io(dst, "the file's metadata", e))?
-        .len();
-    cancel.check()?;
+    let (verified, file_size) = finish_and_verify(
+        writer,
+        identity,
+        &out,
+        dst,
+        plan.verify,
+        content,
+        cancel,
+        progress,
+    )?;
     let sha256 = verified.and(content).map(|d| hex(&d));
     let report = ConvertReport {
         schema_version: SCHEMA_VERSION,
@@ -636,7 +632,37 @@ pub(crate) fn pipeline<R>(
 
 /// Reads the finished (not yet committed) output through vdconv's own reader and checks
 /// that its contents hash to what the source hashed to.
-pub(crate) fn verify_output(
+/// Finishes the image with `identity`, reads it back against `content` when `verify`
+/// (and the digest is known), and returns whether it was verified and the file's size.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finish_and_verify(
+    writer: Box<dyn ImageWriter>,
+    identity: Identity,
+    out: &Output,
+    dst: &Path,
+    verify: bool,
+    content: Option<[u8; 32]>,
+    cancel: &Cancel,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Option<bool>, u64)> {
+    writer.finish(identity)?;
+    let verified = match (verify, content) {
+        (true, Some(expected)) => {
+            verify_output(out, &expected, cancel, progress)?;
+            Some(true)
+        }
+        _ => None,
+    };
+    let file_size = out
+        .file()
+        .metadata()
+        .map_err(|e| Error::output_io(dst, "the file's metadata", e))?
+        .len();
+    cancel.check()?;
+    Ok((verified, file_size))
+}
+
+fn verify_output(
     out: &Output,
     expected: &[u8; 32],
     cancel: &Cancel,

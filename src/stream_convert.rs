@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::cancel::Cancel;
 use crate::compare::hex;
 use crate::convert::{
-    ConvertReport, Phase, Progress, Staged, create_writer, reproducible_seed, verify_output,
+    ConvertReport, Phase, Progress, Staged, create_writer, finish_and_verify, reproducible_seed,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::identity::Identity;
@@ -183,20 +183,17 @@ pub fn convert_stream<R: Read>(
         }
         _ => Identity::random_now(),
     };
-    writer.finish(identity)?;
-    let verified = match (plan.verify, digests) {
-        (true, Some((_, content))) => {
-            verify_output(&out, &content, cancel, progress)?;
-            Some(true)
-        }
-        _ => None,
-    };
-    let file_size = out
-        .file()
-        .metadata()
-        .map_err(|e| Error::output_io(&dst, "the file's metadata", e))?
-        .len();
-    cancel.check()?;
+    let content = digests.map(|(_, content)| content);
+    let (verified, file_size) = finish_and_verify(
+        writer,
+        identity,
+        &out,
+        &dst,
+        plan.verify,
+        content,
+        cancel,
+        progress,
+    )?;
     let warnings = src.warnings().to_vec();
     let report = ConvertReport {
         schema_version: SCHEMA_VERSION,
