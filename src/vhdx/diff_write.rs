@@ -20,7 +20,8 @@ use crate::vhdx::bat::{self, BatLayout};
 use crate::vhdx::format::*;
 use crate::vhdx::locator::{ParentLocator, guid_text};
 use crate::vhdx::write::{
-    VhdxParams, write_file_identifier, write_headers, write_metadata_region, write_region_tables,
+    VhdxParams, disk_metadata, write_file_identifier, write_headers, write_metadata_region,
+    write_region_tables,
 };
 
 /// Hyper-V's block size for checkpoints (differencing disks): 2 MiB.
@@ -267,9 +268,6 @@ impl<S: Sink> VhdxDiffWriter<S> {
     }
 
     fn write_metadata(&self) -> Result<()> {
-        let p = &self.params;
-        let mut file_params = (p.block_size as u32).to_le_bytes().to_vec();
-        file_params.extend_from_slice(&HAS_PARENT.to_le_bytes());
         let linkage = guid_text(&self.parent.data_write_guid);
         let mut entries = vec![
             ("parent_linkage", linkage.as_str()),
@@ -278,27 +276,12 @@ impl<S: Sink> VhdxDiffWriter<S> {
         if let Some(abs) = &self.parent.absolute_win32_path {
             entries.push(("absolute_win32_path", abs.as_str()));
         }
-        let vd = META_IS_VIRTUAL_DISK | META_IS_REQUIRED;
-        let items: [([u8; 16], Vec<u8>, u32); 6] = [
-            (FILE_PARAMETERS, file_params, META_IS_REQUIRED),
-            (VIRTUAL_DISK_SIZE, p.size.to_le_bytes().to_vec(), vd),
-            (PAGE_83_DATA, self.parent.page83.to_vec(), vd),
-            (
-                LOGICAL_SECTOR_SIZE,
-                p.logical_sector.to_le_bytes().to_vec(),
-                vd,
-            ),
-            (
-                PHYSICAL_SECTOR_SIZE,
-                p.physical_sector.to_le_bytes().to_vec(),
-                vd,
-            ),
-            (
-                PARENT_LOCATOR,
-                ParentLocator::encode(&entries),
-                META_IS_REQUIRED,
-            ),
-        ];
+        let mut items = disk_metadata(&self.params, HAS_PARENT, self.parent.page83);
+        items.push((
+            PARENT_LOCATOR,
+            ParentLocator::encode(&entries),
+            META_IS_REQUIRED,
+        ));
         write_metadata_region(&self.out, &items)
     }
 }

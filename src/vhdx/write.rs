@@ -100,27 +100,12 @@ impl<S: Sink> VhdxWriter<S> {
     }
 
     fn write_metadata(&self, identity: &Identity) -> Result<()> {
-        let p = &self.params;
-        let page83 = identity.uuid("vhdx page 83");
-        let flags = if p.fixed { LEAVE_BLOCK_ALLOCATED } else { 0 };
-        let mut file_params = (p.block_size as u32).to_le_bytes().to_vec();
-        file_params.extend_from_slice(&flags.to_le_bytes());
-        let vd = META_IS_VIRTUAL_DISK | META_IS_REQUIRED;
-        let items: [([u8; 16], Vec<u8>, u32); 5] = [
-            (FILE_PARAMETERS, file_params, META_IS_REQUIRED),
-            (VIRTUAL_DISK_SIZE, p.size.to_le_bytes().to_vec(), vd),
-            (PAGE_83_DATA, page83.to_vec(), vd),
-            (
-                LOGICAL_SECTOR_SIZE,
-                p.logical_sector.to_le_bytes().to_vec(),
-                vd,
-            ),
-            (
-                PHYSICAL_SECTOR_SIZE,
-                p.physical_sector.to_le_bytes().to_vec(),
-                vd,
-            ),
-        ];
+        let flags = if self.params.fixed {
+            LEAVE_BLOCK_ALLOCATED
+        } else {
+            0
+        };
+        let items = disk_metadata(&self.params, flags, identity.uuid("vhdx page 83"));
         write_metadata_region(&self.out, &items)
     }
 
@@ -241,6 +226,33 @@ pub(crate) fn write_region_tables(out: &dyn Sink, bat_bytes: u64) -> Result<()> 
 }
 
 /// The metadata region: the table, then each item (id, bytes, flags) after it in order.
+/// The metadata items every VHDX carries (file parameters with `flags`, the disk's size,
+/// its page 83 identifier and sector sizes), in the order Hyper-V writes them.
+pub(crate) fn disk_metadata(
+    p: &VhdxParams,
+    flags: u32,
+    page83: [u8; 16],
+) -> Vec<([u8; 16], Vec<u8>, u32)> {
+    let mut file_params = (p.block_size as u32).to_le_bytes().to_vec();
+    file_params.extend_from_slice(&flags.to_le_bytes());
+    let vd = META_IS_VIRTUAL_DISK | META_IS_REQUIRED;
+    vec![
+        (FILE_PARAMETERS, file_params, META_IS_REQUIRED),
+        (VIRTUAL_DISK_SIZE, p.size.to_le_bytes().to_vec(), vd),
+        (PAGE_83_DATA, page83.to_vec(), vd),
+        (
+            LOGICAL_SECTOR_SIZE,
+            p.logical_sector.to_le_bytes().to_vec(),
+            vd,
+        ),
+        (
+            PHYSICAL_SECTOR_SIZE,
+            p.physical_sector.to_le_bytes().to_vec(),
+            vd,
+        ),
+    ]
+}
+
 pub(crate) fn write_metadata_region(
     out: &dyn Sink,
     items: &[([u8; 16], Vec<u8>, u32)],
