@@ -21,7 +21,7 @@
 //!
 //! Layers, lowest first; each imports only from those before it:
 //! 1. [`error`], [`rules`], [`cancel`], [`size`], [`zero`], [`identity`], [`threads`],
-//!    [`platform`] (the names of the targets);
+//!    [`platform`] (the names of the targets), [`quote`] (input text in messages);
 //! 2. [`disk`]: the reader contract, input files, the `info` record;
 //! 3. formats: [`vmdk`], [`vhd`], [`vhdx`], [`raw`], [`partition`], [`guest`] (none imports
 //!    another, nor anything after this layer), [`sink`], the contract writers write through, and
@@ -38,6 +38,7 @@ pub mod cancel;
 pub mod error;
 pub mod identity;
 pub mod platform;
+pub mod quote;
 pub mod rules;
 pub mod size;
 pub mod threads;

@@ -472,3 +472,31 @@ fn full_file_system_gives_a_clean_error() {
     assert_eq!(stderr(&o).trim_end().lines().count(), 1);
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// A descriptor with long lines of garbage beside a valid extent: a few short warnings,
+/// not the whole of each line (the first release printed 780 KB of warnings for this).
+#[test]
+fn garbage_descriptor_lines_give_a_few_short_warnings() {
+    let dir = tempdir();
+    let junk = "\u{1}garbage ".repeat(5000);
+    let mut text = String::from(
+        "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\n\
+         createType=\"monolithicFlat\"\nRW 8 ZERO\n",
+    );
+    for _ in 0..12 {
+        text.push_str(&junk);
+        text.push('\n');
+    }
+    let src = write_file(dir.path(), "junk.vmdk", text.as_bytes());
+    let o = vdconv(&[&"info", &src]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning:")).collect();
+    assert_eq!(warnings.len(), 9, "{err}");
+    assert!(warnings.iter().all(|w| w.len() < 300), "{err}");
+    assert!(
+        warnings[8].contains("4 more descriptor lines not understood"),
+        "{err}"
+    );
+    assert!(warnings[0].contains("(44999 bytes)"), "{err}");
+}

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256, Sha512};
 
 use super::error::{Algorithm, OvaError, OvaResult, Place};
 use super::names;
+use crate::quote::{LineWarnings, excerpt};
 
 /// Manifests larger than this are refused unread (one line per file: a few hundred bytes).
 pub const MAX_MANIFEST: u64 = 1 << 20;
@@ -57,6 +58,8 @@ impl Manifest {
             )
         })?;
         let mut manifest = Manifest::default();
+        let mut warnings = Vec::new();
+        let mut skipped = LineWarnings::new(&mut warnings);
         let mut offset = 0u64;
         for (i, raw) in text.split('\n').enumerate() {
             let line_offset = offset;
@@ -103,16 +106,19 @@ impl Manifest {
                         digest,
                     });
                 }
-                Line::Unknown(algorithm) => manifest.warnings.push(format!(
-                    "manifest line {}: algorithm {algorithm:?} is not understood; the line is skipped",
-                    i + 1
-                )),
-                Line::Other => manifest.warnings.push(format!(
-                    "manifest line {} is not a digest line; skipped",
-                    i + 1
-                )),
+                Line::Unknown(algorithm) => skipped.push(|| {
+                    format!(
+                        "manifest line {}: algorithm {} is not understood; the line is skipped",
+                        i + 1,
+                        excerpt(algorithm)
+                    )
+                }),
+                Line::Other => skipped
+                    .push(|| format!("manifest line {} is not a digest line; skipped", i + 1)),
             }
         }
+        skipped.finish("manifest lines skipped");
+        manifest.warnings = warnings;
         Ok(manifest)
     }
 
@@ -350,6 +356,21 @@ mod tests {
         assert!(Manifest::parse(escape.as_bytes(), &p).is_err());
         let twice = format!("SHA1(a)= {ABC_SHA1}\nSHA1(a)= {}\n", "0".repeat(40));
         assert!(Manifest::parse(twice.as_bytes(), &p).is_err());
+    }
+
+    #[test]
+    fn many_skipped_lines_are_counted_not_each_warned() {
+        let mut text = format!("SHA1(a)= {ABC_SHA1}\n");
+        let long_algorithm = "X".repeat(10_000);
+        text.push_str(&format!("{long_algorithm}(b)= {ABC_SHA1}\n"));
+        for _ in 0..30 {
+            text.push_str("not a digest line\n");
+        }
+        let m = Manifest::parse(text.as_bytes(), &place()).unwrap();
+        assert_eq!(m.entries.len(), 1);
+        assert_eq!(m.warnings.len(), 9, "{:?}", m.warnings);
+        assert!(m.warnings[0].ends_with("(10000 bytes) is not understood; the line is skipped"));
+        assert_eq!(m.warnings[8], "23 more manifest lines skipped");
     }
 
     #[test]

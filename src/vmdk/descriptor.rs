@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::quote::{LineWarnings, excerpt};
+
 /// How the guest may access an extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -151,6 +153,8 @@ impl Descriptor {
 
     pub fn parse(text: &str) -> Result<Self, DescriptorError> {
         let mut d = Descriptor::default();
+        let mut warnings = Vec::new();
+        let mut not_understood = LineWarnings::new(&mut warnings);
         for (index, raw) in text.split('\n').enumerate() {
             let line_no = index + 1;
             let line = raw.trim_end_matches('\r').trim();
@@ -171,11 +175,16 @@ impl Descriptor {
                         d.header.insert(key, value);
                     }
                 }
-                None => d.warnings.push(format!(
-                    "descriptor line {line_no} not understood: {line:?}"
-                )),
+                None => not_understood.push(|| {
+                    format!(
+                        "descriptor line {line_no} not understood: {}",
+                        excerpt(line)
+                    )
+                }),
             }
         }
+        not_understood.finish("descriptor lines not understood");
+        d.warnings = warnings;
         if d.extents.is_empty() {
             return Err(DescriptorError {
                 line: 0,
@@ -214,12 +223,13 @@ fn parse_extent_line(line: &str, line_no: usize) -> Result<Option<ExtentLine>, D
     let (sectors_word, rest) = split_word(rest);
     let sectors: u64 = sectors_word.parse().map_err(|_| {
         err(format!(
-            "extent sector count {sectors_word:?} is not a number"
+            "extent sector count {} is not a number",
+            excerpt(sectors_word)
         ))
     })?;
     let (type_word, rest) = split_word(rest);
     let kind = ExtentType::parse(type_word)
-        .ok_or_else(|| err(format!("unknown extent type {type_word:?}")))?;
+        .ok_or_else(|| err(format!("unknown extent type {}", excerpt(type_word))))?;
     let rest = rest.trim_start();
     let (file, rest) = if rest.is_empty() {
         (None, rest)
@@ -236,14 +246,17 @@ fn parse_extent_line(line: &str, line_no: usize) -> Result<Option<ExtentLine>, D
     let offset = if offset_word.is_empty() {
         0
     } else {
-        offset_word
-            .parse()
-            .map_err(|_| err(format!("extent offset {offset_word:?} is not a number")))?
+        offset_word.parse().map_err(|_| {
+            err(format!(
+                "extent offset {} is not a number",
+                excerpt(offset_word)
+            ))
+        })?
     };
     if !rest.trim().is_empty() {
         return Err(err(format!(
-            "unexpected text after the extent: {:?}",
-            rest.trim()
+            "unexpected text after the extent: {}",
+            excerpt(rest.trim())
         )));
     }
     if kind != ExtentType::Zero && file.as_deref().is_none_or(str::is_empty) {
@@ -270,6 +283,23 @@ fn split_word(s: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn garbage_lines_give_few_short_warnings() {
+        let junk = "z".repeat(300_000);
+        let mut text = String::from("RW 8 ZERO\n");
+        for _ in 0..20 {
+            text.push_str(&junk);
+            text.push('\n');
+        }
+        let d = Descriptor::parse(&text).unwrap();
+        assert_eq!(d.warnings.len(), 9, "{:?}", d.warnings);
+        assert!(d.warnings.iter().all(|w| w.len() < 200), "{:?}", d.warnings);
+        assert_eq!(d.warnings[8], "12 more descriptor lines not understood");
+        let err = Descriptor::parse(&format!("RW 8 FLAT \"f\" 0 {junk}\n")).unwrap_err();
+        assert!(err.detail.len() < 200, "{}", err.detail);
+        assert!(err.detail.ends_with("... (300000 bytes)"), "{}", err.detail);
+    }
 
     #[test]
     fn parses_crlf_spaces_quotes_and_case() {
