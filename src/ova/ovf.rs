@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::error::{OvaError, OvaResult, Place};
 use super::{names, units};
+use crate::quote::excerpt;
 
 /// Descriptors larger than this are refused unread (VMware's are a few KiB).
 pub const MAX_DESCRIPTOR: u64 = 4 << 20;
@@ -390,9 +391,9 @@ impl Parser<'_> {
             return Err(self.corrupt(
                 &root,
                 format!(
-                    "the root element is <{}> in namespace {:?}, not an OVF Envelope",
-                    root.tag_name().name(),
-                    root.tag_name().namespace().unwrap_or("")
+                    "the root element is {} in namespace {}, not an OVF Envelope",
+                    excerpt(root.tag_name().name()),
+                    excerpt(root.tag_name().namespace().unwrap_or(""))
                 ),
             ));
         }
@@ -433,8 +434,9 @@ impl Parser<'_> {
                     "OVF descriptor",
                     0,
                     format!(
-                        "disk {:?} references file {r:?}, which References does not list",
-                        d.disk_id
+                        "disk {} references file {r}, which References does not list",
+                        excerpt(&d.disk_id),
+                        r = excerpt(r)
                     ),
                 ));
             }
@@ -462,35 +464,49 @@ impl Parser<'_> {
             OvaError::refused(
                 self.place.clone(),
                 format!(
-                    "line {}: File {id:?} has href {raw:?}, which {why}",
-                    self.line(node)
+                    "line {}: File {id} has href {raw}, which {why}",
+                    self.line(node),
+                    id = excerpt(&id),
+                    raw = excerpt(raw)
                 ),
             )
         })?;
         if seen.iter().any(|f| f.id == id) {
-            return Err(self.corrupt(node, format!("two Files have the id {id:?}")));
+            return Err(self.corrupt(
+                node,
+                format!("two Files have the id {id}", id = excerpt(&id)),
+            ));
         }
         if let Some(other) = seen.iter().find(|f| f.href == href) {
             return Err(self.corrupt(
                 node,
                 format!(
-                    "Files {:?} and {id:?} reference the same file {href:?}",
-                    other.id
+                    "Files {} and {id} reference the same file {href}",
+                    excerpt(&other.id),
+                    id = excerpt(&id),
+                    href = excerpt(&href)
                 ),
             ));
         }
         let number = |attr: &str| -> OvaResult<Option<u64>> {
             ovf_attr(node, attr)
                 .map(|v| {
-                    units::decimal(v)
-                        .map_err(|e| self.corrupt(node, format!("File {id:?} ovf:{attr}: {e}")))
+                    units::decimal(v).map_err(|e| {
+                        self.corrupt(
+                            node,
+                            format!("File {id} ovf:{attr}: {e}", id = excerpt(&id)),
+                        )
+                    })
                 })
                 .transpose()
         };
         let size = number("size")?;
         let chunk_size = number("chunkSize")?;
         if chunk_size == Some(0) {
-            return Err(self.corrupt(node, format!("File {id:?} has ovf:chunkSize 0")));
+            return Err(self.corrupt(
+                node,
+                format!("File {id} has ovf:chunkSize 0", id = excerpt(&id)),
+            ));
         }
         let compression = match ovf_attr(node, "compression").map(str::trim) {
             None | Some("") | Some("identity") => Compression::Identity,
@@ -499,8 +515,10 @@ impl Parser<'_> {
                 return Err(OvaError::unsupported(
                     self.place.clone(),
                     format!(
-                        "line {}: File {id:?} uses compression {other:?}; only gzip is understood",
-                        self.line(node)
+                        "line {}: File {id} uses compression {other}; only gzip is understood",
+                        self.line(node),
+                        id = excerpt(&id),
+                        other = excerpt(other)
                     ),
                 ));
             }
@@ -517,24 +535,43 @@ impl Parser<'_> {
     fn disk(&self, node: &Node, seen: &[DiskDef]) -> OvaResult<DiskDef> {
         let disk_id = self.required(node, "diskId")?.to_string();
         if seen.iter().any(|d| d.disk_id == disk_id) {
-            return Err(self.corrupt(node, format!("two Disks have the diskId {disk_id:?}")));
+            return Err(self.corrupt(
+                node,
+                format!(
+                    "two Disks have the diskId {disk_id}",
+                    disk_id = excerpt(&disk_id)
+                ),
+            ));
         }
         let capacity_text = self.required(node, "capacity")?;
         if capacity_text.trim_start().starts_with("${") {
             return Err(OvaError::unsupported(
                 self.place.clone(),
                 format!(
-                    "line {}: disk {disk_id:?} takes its capacity from the property {capacity_text}; deployment properties are not evaluated",
-                    self.line(node)
+                    "line {}: disk {disk_id} takes its capacity from the property {capacity_text}; deployment properties are not evaluated",
+                    self.line(node),
+                    disk_id = excerpt(&disk_id)
                 ),
             ));
         }
         let capacity = units::bytes(capacity_text, ovf_attr(node, "capacityAllocationUnits"))
-            .map_err(|e| self.corrupt(node, format!("disk {disk_id:?} capacity: {e}")))?;
+            .map_err(|e| {
+                self.corrupt(
+                    node,
+                    format!("disk {disk_id} capacity: {e}", disk_id = excerpt(&disk_id)),
+                )
+            })?;
         let populated_size = ovf_attr(node, "populatedSize")
             .map(|v| {
-                units::decimal(v)
-                    .map_err(|e| self.corrupt(node, format!("disk {disk_id:?} populatedSize: {e}")))
+                units::decimal(v).map_err(|e| {
+                    self.corrupt(
+                        node,
+                        format!(
+                            "disk {disk_id} populatedSize: {e}",
+                            disk_id = excerpt(&disk_id)
+                        ),
+                    )
+                })
             })
             .transpose()?;
         Ok(DiskDef {
@@ -586,7 +623,10 @@ impl Parser<'_> {
                     .ok_or_else(|| {
                         self.corrupt(
                             node,
-                            format!("OperatingSystemSection ovf:id {v:?} is not a number"),
+                            format!(
+                                "OperatingSystemSection ovf:id {v} is not a number",
+                                v = excerpt(v)
+                            ),
                         )
                     })
             })
@@ -627,9 +667,10 @@ impl Parser<'_> {
                 let item = Item::read(&child);
                 if let Some(id) = &item.instance_id {
                     if instance_ids.contains(id) {
-                        return Err(
-                            self.corrupt(&child, format!("two Items have the InstanceID {id:?}"))
-                        );
+                        return Err(self.corrupt(
+                            &child,
+                            format!("two Items have the InstanceID {id}", id = excerpt(id)),
+                        ));
                     }
                     instance_ids.push(id.clone());
                 }
@@ -648,17 +689,17 @@ impl Parser<'_> {
     fn config(&mut self, node: &Node, key: &str, value: &str, hw: &mut Hardware) {
         match key {
             "firmware" => {
-                hw.firmware = match value {
-                    "efi" => Firmware::Efi,
-                    "bios" => Firmware::Bios,
-                    other => {
-                        self.warnings.push(format!(
-                            "line {}: firmware {other:?} is neither efi nor bios; treated as unknown",
-                            self.line(node)
-                        ));
-                        Firmware::Unknown
+                hw.firmware =
+                    match value {
+                        "efi" => Firmware::Efi,
+                        "bios" => Firmware::Bios,
+                        other => {
+                            self.warnings.push(format!(
+                            "line {}: firmware {other} is neither efi nor bios; treated as unknown",
+                            self.line(node), other = excerpt(other)));
+                            Firmware::Unknown
+                        }
                     }
-                }
             }
             "bootOptions.efiSecureBootEnabled" => {
                 hw.secure_boot = match value.to_ascii_lowercase().as_str() {
@@ -683,7 +724,15 @@ impl Parser<'_> {
         let rtype = units::decimal(rtype)
             .ok()
             .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| self.corrupt(node, format!("ResourceType {rtype:?} is not a number")))?;
+            .ok_or_else(|| {
+                self.corrupt(
+                    node,
+                    format!(
+                        "ResourceType {rtype} is not a number",
+                        rtype = excerpt(rtype)
+                    ),
+                )
+            })?;
         let number = |what: &str, v: &Option<String>| -> OvaResult<Option<u64>> {
             v.as_deref()
                 .map(|t| units::decimal(t).map_err(|e| self.corrupt(node, format!("{what}: {e}"))))
@@ -763,7 +812,8 @@ impl Parser<'_> {
                     self.corrupt(
                         node,
                         format!(
-                            "HostResource {resource:?} is neither ovf:/disk/<id> nor ovf:/file/<id>"
+                            "HostResource {resource} is neither ovf:/disk/<id> nor ovf:/file/<id>",
+                            resource = excerpt(resource)
                         ),
                     )
                 })?;

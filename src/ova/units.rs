@@ -2,22 +2,27 @@
 //! with `ovf:capacityAllocationUnits="byte * 2^30"`, memory as `byte * 2^20`. Parsed
 //! strictly (a capacity decides how large a disk is), every step overflow-checked.
 
+use crate::quote::excerpt;
+
 /// A non-negative decimal integer (xs:long / xs:unsignedLong as OVF uses them): digits
 /// only, surrounding whitespace allowed.
 pub fn decimal(text: &str) -> Result<u64, String> {
     let t = text.trim();
     if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{text:?} is not a non-negative decimal number"));
+        return Err(format!(
+            "{text} is not a non-negative decimal number",
+            text = excerpt(text)
+        ));
     }
     t.parse()
-        .map_err(|_| format!("{text:?} does not fit 64 bits"))
+        .map_err(|_| format!("{text} does not fit 64 bits", text = excerpt(text)))
 }
 
 /// The multiplier of a byte unit: `byte`, then any number of `* 2^N`, `* 10^N` or
 /// `* N` factors. Anything else (other base units, division, negative exponents) is
 /// refused rather than guessed at.
 pub fn byte_multiplier(units: &str) -> Result<u64, String> {
-    let bad = |why: &str| format!("allocation units {units:?}: {why}");
+    let bad = |why: &str| format!("allocation units {units}: {why}", units = excerpt(units));
     let mut factors = units.split('*');
     let base = factors.next().unwrap_or("").trim();
     if !base.eq_ignore_ascii_case("byte") {
