@@ -13,7 +13,7 @@ use crate::cancel::Cancel;
 use crate::compare::{content_sha256, hex};
 use crate::disk::{Disk, OpenOptions, Run, RunKind};
 use crate::error::{Error, ErrorKind, Result};
-use crate::identity::Identity;
+use crate::identity::{ContentSeed, Identity};
 use crate::output::{HolePolicy, Output};
 use crate::plan::{ConvertPlan, DiskType, OutputFormat, SparseMode};
 use crate::reflink::ReflinkMode;
@@ -194,10 +194,11 @@ pub(crate) fn convert_uncommitted(
     // refused before a byte is written, and the temporary goes with the error.
     let (out, mut writer) = create_writer(plan, size)?;
     check_free_space(src, plan, size, cancel)?;
-    // The output's contents are hashed in the same pass, zeros included, for --verify
-    // and for reproducible ids.
+    // The output's contents are hashed in the same pass: all of it, zeros included, for
+    // --verify; the data alone for reproducible ids (ContentSeed), so zeros stay free.
     let hashing = plan.verify || plan.reproducible_time.is_some();
-    let mut hasher = hashing.then(Sha256::new);
+    let mut hasher = plan.verify.then(Sha256::new);
+    let mut seed = plan.reproducible_time.is_some().then(ContentSeed::new);
     let mut source_hash: Option<[u8; 32]> = None;
     // Fixed outputs take flat data as it is: the kernel copies it (unless every zero
     // must become a hole, which means reading it). When the data is read anyway to hash
@@ -247,7 +248,7 @@ pub(crate) fn convert_uncommitted(
             let copies = if offload
                 && has_data
                 && offload_ok.load(Ordering::Relaxed)
-                && (hasher.is_none() || out.may_share())
+                && (!hashing || out.may_share())
             {
                 copy_jobs(src, &runs)
             } else {
@@ -261,7 +262,7 @@ pub(crate) fn convert_uncommitted(
                 for job in copies {
                     send(job)?;
                 }
-                if hasher.is_none() {
+                if !hashing {
                     offset += len;
                     progress(Progress {
                         phase: Phase::Convert,
@@ -283,6 +284,9 @@ pub(crate) fn convert_uncommitted(
                     source_hash = Some(s.finalize().into());
                 }
                 h.update(&*data);
+            }
+            if let Some(s) = seed.as_mut().filter(|_| has_data) {
+                s.update(offset, data);
             }
             if !copied && has_data && !is_zero(data) {
                 buf = send(Job::Write {
@@ -312,9 +316,9 @@ pub(crate) fn convert_uncommitted(
         );
     }
     let content: Option<[u8; 32]> = hasher.map(|h| h.finalize().into());
-    let identity = match (plan.reproducible_time, content) {
-        (Some(time), Some(digest)) => {
-            Identity::reproducible(reproducible_seed(plan, size, &digest), time)
+    let identity = match (plan.reproducible_time, seed) {
+        (Some(time), Some(seed)) => {
+            Identity::reproducible(reproducible_seed(plan, size, &seed.finish()), time)
         }
         _ => Identity::random_now(),
     };

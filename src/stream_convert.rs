@@ -25,7 +25,7 @@ use crate::convert::{
     ConvertReport, Phase, Progress, Staged, create_writer, finish_and_verify, reproducible_seed,
 };
 use crate::error::{Error, ErrorKind, Result};
-use crate::identity::Identity;
+use crate::identity::{ContentSeed, Identity};
 use crate::plan::{ConvertPlan, SparseMode};
 use crate::report::SCHEMA_VERSION;
 use crate::sink::ImageWriter;
@@ -99,7 +99,7 @@ pub fn convert_stream<R: Read>(
     );
     let path = src.path().to_path_buf();
     let mut written_total = 0u64;
-    let mut digests: Option<([u8; 32], [u8; 32])> = None;
+    let mut digests: Option<Digests> = None;
     let mut writer_back: Option<Box<dyn ImageWriter>> = None;
     std::thread::scope(|scope| -> Result<()> {
         let mut to_workers: Vec<SyncSender<Batch>> = Vec::new();
@@ -115,7 +115,7 @@ pub fn convert_stream<R: Read>(
             let pool = pool.clone();
             handles.push(scope.spawn(move || inflate_worker(brx, itx, grain, &path, &pool)));
         }
-        let hashes = hashing.then(|| Hashes::new(&path, source_size, size));
+        let hashes = hashing.then(|| Hashes::new(&path, source_size, size, plan.verify));
         let writing =
             scope.spawn(move || write_in_order(writer, from_workers, grain, hashes, &pool));
         // Read records on this thread, handing batches to the workers in turn.
@@ -177,13 +177,14 @@ pub fn convert_stream<R: Read>(
         total: size,
     });
     let writer = writer_back.expect("set when the pipeline succeeded");
-    let identity = match (plan.reproducible_time, digests) {
-        (Some(time), Some((_, content))) => {
-            Identity::reproducible(reproducible_seed(plan, size, &content), time)
+    let full = digests.and_then(|d| d.full);
+    let identity = match (plan.reproducible_time, digests.and_then(|d| d.seed)) {
+        (Some(time), Some(seed)) => {
+            Identity::reproducible(reproducible_seed(plan, size, &seed), time)
         }
         _ => Identity::random_now(),
     };
-    let content = digests.map(|(_, content)| content);
+    let content = full.map(|(_, content)| content);
     let (verified, file_size) = finish_and_verify(
         writer,
         identity,
@@ -209,8 +210,8 @@ pub fn convert_stream<R: Read>(
         file_size,
         data_bytes_written: written_total,
         verified,
-        sha256: verified.and(digests).map(|(_, c)| hex(&c)),
-        source_sha256: verified.and(digests).map(|(s, _)| hex(&s)),
+        sha256: verified.and(full).map(|(_, c)| hex(&c)),
+        source_sha256: verified.and(full).map(|(s, _)| hex(&s)),
         files: vec![dst],
         warnings,
         seconds: started.elapsed().as_secs_f64(),
@@ -268,21 +269,32 @@ fn inflate_worker(
     Ok(())
 }
 
-/// The virtual contents hashed in disk order, zeros between grains included (for
-/// --verify and reproducible ids): possible in one pass only when grains come in order.
+/// The virtual contents hashed in disk order, possible in one pass only when grains come
+/// in order: all of it, zeros between grains included, for --verify; the data alone
+/// (ContentSeed, as `convert` does) for reproducible ids.
 struct Hashes {
     path: std::path::PathBuf,
-    source: Sha256,
+    source: Option<Sha256>,
+    seed: ContentSeed,
     next: u64,
     source_size: u64,
     size: u64,
 }
 
+/// What the hashes came to.
+#[derive(Clone, Copy)]
+struct Digests {
+    /// (source digest, output digest): the output's has the zeros a target added.
+    full: Option<([u8; 32], [u8; 32])>,
+    seed: Option<[u8; 32]>,
+}
+
 impl Hashes {
-    fn new(path: &std::path::Path, source_size: u64, size: u64) -> Self {
+    fn new(path: &std::path::Path, source_size: u64, size: u64, full: bool) -> Self {
         Hashes {
             path: path.to_path_buf(),
-            source: Sha256::new(),
+            source: full.then(Sha256::new),
+            seed: ContentSeed::new(),
             next: 0,
             source_size,
             size,
@@ -308,23 +320,31 @@ impl Hashes {
                 ),
             ));
         }
-        Self::zeros(&mut self.source, offset - self.next);
-        self.source.update(data);
+        if let Some(h) = self.source.as_mut() {
+            Self::zeros(h, offset - self.next);
+            h.update(data);
+        }
+        self.seed.update(offset, data);
         self.next = offset + data.len() as u64;
         Ok(())
     }
 
-    /// (source digest, output digest): the output's has the zeros a target added.
-    fn finish(mut self) -> ([u8; 32], [u8; 32]) {
-        Self::zeros(&mut self.source, self.source_size - self.next);
-        let mut output = self.source.clone();
-        let source = self.source.finalize().into();
-        Self::zeros(&mut output, self.size - self.source_size);
-        (source, output.finalize().into())
+    fn finish(self) -> Digests {
+        let (next, source_size, size) = (self.next, self.source_size, self.size);
+        let full = self.source.map(|mut source| {
+            Self::zeros(&mut source, source_size - next);
+            let mut output = source.clone();
+            Self::zeros(&mut output, size - source_size);
+            (source.finalize().into(), output.finalize().into())
+        });
+        Digests {
+            full,
+            seed: Some(self.seed.finish()),
+        }
     }
 }
 
-type Written = (u64, Box<dyn ImageWriter>, Option<([u8; 32], [u8; 32])>);
+type Written = (u64, Box<dyn ImageWriter>, Option<Digests>);
 
 /// Takes inflated batches from the workers in the order they were handed out and writes
 /// their non-zero grains. Returns the data bytes written, the writer and the digests.

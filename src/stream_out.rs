@@ -18,15 +18,16 @@
 //! for a file, so the stream equals the file byte for byte. Otherwise they are random, as
 //! for a file, and only the contents (and layout) are the same.
 //!
-//! Memory: the front of the image (the BAT: 4 MiB per TiB for a VHD in 2 MiB blocks,
-//! 256 KiB per TiB for a VHDX in 32 MiB blocks), one bit per MiB of disk, and a few chunks.
+//! Memory: one bit per MiB of disk and a few chunks. The front of the image (the BAT: 4
+//! MiB per TiB for a VHD in 2 MiB blocks, 8 MiB per TiB for a VHDX in 1 MiB blocks) is
+//! held in memory up to 32 MiB and in an unnamed temporary file beyond (front.rs).
+
+mod front;
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-
-use sha2::{Digest, Sha256};
 
 use crate::cancel::Cancel;
 use crate::convert::{
@@ -34,13 +35,14 @@ use crate::convert::{
 };
 use crate::disk::{Disk, Run, RunKind};
 use crate::error::{Error, ErrorKind, Result};
-use crate::identity::Identity;
+use crate::identity::{ContentSeed, Identity};
 use crate::plan::{ConvertPlan, DiskType, OutputFormat, SparseMode};
 use crate::reflink::ReflinkMode;
 use crate::report::SCHEMA_VERSION;
 use crate::sink::{ImageWriter, Sink};
 use crate::zero::is_zero;
 use crate::{vhd, vhdx};
+use front::Front;
 
 /// The name a stream goes by in messages and reports.
 pub const STREAM: &str = "-";
@@ -122,15 +124,14 @@ pub fn convert_to_writer(
     // The front of the file, as the writer leaves it when given the allocation alone.
     let front_len = front_bytes(plan, size);
     let mut identity = None;
-    let front = if front_len == 0 {
-        Vec::new()
-    } else {
+    let front = Arc::new(Front::new(front_len));
+    if front_len > 0 {
         let id = identity_for(first.as_ref().and_then(|f| f.digest));
         identity = Some(id);
-        let capture = Arc::new(Capture {
-            bytes: Mutex::new(vec![0u8; front_len as usize]),
-        });
-        let mut writer = writer_for(plan, size, capture.clone());
+        let capture = Capture {
+            front: front.clone(),
+        };
+        let mut writer = writer_for(plan, size, capture);
         if let Some(first) = &first {
             let mut pieces = Vec::new();
             for chunk in first.chunks_with_data() {
@@ -141,8 +142,7 @@ pub fn convert_to_writer(
             }
         }
         writer.finish(id)?;
-        std::mem::take(&mut *capture.bytes.lock().unwrap_or_else(|e| e.into_inner()))
-    };
+    }
 
     // Pass 2: the front, then the data in order, through the same writer code.
     let stream = Arc::new(Forward {
@@ -260,15 +260,14 @@ struct Walk<'p> {
 }
 
 impl Walk<'_> {
-    /// Maps the chunk at `offset` and, when it holds data or `always`, reads it into
-    /// `data` (zeros past the source's end). Returns whether it holds data.
+    /// Maps the chunk at `offset` and, when it holds data, reads it into `data` (zeros
+    /// past the source's end). Returns whether it holds data.
     fn read_chunk(
         &self,
         src: &mut dyn Disk,
         offset: u64,
         data: &mut [u8],
         runs: &mut Vec<Run>,
-        always: bool,
     ) -> Result<bool> {
         let from_source = self
             .source_size
@@ -280,7 +279,7 @@ impl Walk<'_> {
         }
         let has_data = runs.iter().any(|r| r.kind == RunKind::Data);
         crate::disk::prefetch_ahead(src, offset, CHUNK);
-        if has_data || always {
+        if has_data {
             read_runs(src, runs, offset, data)?;
             data[from_source as usize..].fill(0);
         }
@@ -298,16 +297,16 @@ impl Walk<'_> {
     fn first_pass(&mut self, src: &mut dyn Disk, hash: bool, cancel: &Cancel) -> Result<FirstPass> {
         let chunks = self.size.div_ceil(CHUNK);
         let mut nonzero = vec![0u64; chunks.div_ceil(64) as usize];
-        let mut hasher = hash.then(Sha256::new);
+        let mut seed = hash.then(ContentSeed::new);
         let mut buf = vec![0u8; CHUNK as usize];
         let mut runs = Vec::new();
         for chunk in 0..chunks {
             cancel.check()?;
             let offset = chunk * CHUNK;
             let data = &mut buf[..CHUNK.min(self.size - offset) as usize];
-            let has_data = self.read_chunk(src, offset, data, &mut runs, hash)?;
-            if let Some(h) = hasher.as_mut() {
-                h.update(&*data);
+            let has_data = self.read_chunk(src, offset, data, &mut runs)?;
+            if let Some(s) = seed.as_mut().filter(|_| has_data) {
+                s.update(offset, data);
             }
             // As the file path decides: a chunk is written when it maps data that is not
             // all zeros.
@@ -318,7 +317,7 @@ impl Walk<'_> {
         }
         Ok(FirstPass {
             nonzero,
-            digest: hasher.map(|h| h.finalize().into()),
+            digest: seed.map(ContentSeed::finish),
         })
     }
 
@@ -338,7 +337,7 @@ impl Walk<'_> {
         let pass = self.passes - 1;
         let chunks = self.size.div_ceil(CHUNK);
         pipeline(writer, piece, |send| {
-            let mut hasher = hash.then(Sha256::new);
+            let mut seed = hash.then(ContentSeed::new);
             let mut runs = Vec::new();
             let mut buf = vec![0u8; CHUNK as usize];
             for chunk in 0..chunks {
@@ -352,9 +351,9 @@ impl Walk<'_> {
                     continue;
                 }
                 let data = &mut buf[..len];
-                let has_data = self.read_chunk(src, offset, data, &mut runs, hash)?;
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&*data);
+                let has_data = self.read_chunk(src, offset, data, &mut runs)?;
+                if let Some(s) = seed.as_mut().filter(|_| has_data) {
+                    s.update(offset, data);
                 }
                 let write = has_data && !is_zero(data);
                 if expected.is_some_and(|e| e != write) {
@@ -365,7 +364,7 @@ impl Walk<'_> {
                 }
                 self.report(pass, offset + len as u64);
             }
-            Ok(hasher.map(|h| h.finalize().into()))
+            Ok(seed.map(ContentSeed::finish))
         })
     }
 }
@@ -384,7 +383,7 @@ fn changed(path: &Path, offset: u64) -> Error {
 
 /// A sink that keeps what is written to the front of the file and drops the rest.
 struct Capture {
-    bytes: Mutex<Vec<u8>>,
+    front: Arc<Front>,
 }
 
 impl Sink for Capture {
@@ -393,24 +392,11 @@ impl Sink for Capture {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        let end = bytes.len() as u64;
-        if offset < end {
-            let n = (end - offset).min(buf.len() as u64) as usize;
-            bytes[offset as usize..offset as usize + n].copy_from_slice(&buf[..n]);
-        }
-        Ok(())
+        self.front.write_at(buf, offset)
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        let bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        buf.fill(0);
-        let end = bytes.len() as u64;
-        if offset < end {
-            let n = (end - offset).min(buf.len() as u64) as usize;
-            buf[..n].copy_from_slice(&bytes[offset as usize..offset as usize + n]);
-        }
-        Ok(())
+        self.front.read_at(buf, offset)
     }
 
     fn set_len(&self, _len: u64) -> Result<()> {
@@ -437,7 +423,7 @@ impl Sink for Capture {
 /// must repeat it exactly.
 struct Forward<'a> {
     state: Mutex<ForwardState<'a>>,
-    front: Vec<u8>,
+    front: Arc<Front>,
 }
 
 struct ForwardState<'a> {
@@ -478,7 +464,7 @@ fn broken(e: std::io::Error) -> Error {
 impl Forward<'_> {
     fn send_front(&self) -> Result<()> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.send(&self.front)
+        self.front.send(|piece| state.send(piece))
     }
 
     /// Flushes what is buffered; returns the bytes sent.
@@ -511,8 +497,7 @@ impl Sink for Forward<'_> {
             return state.send(buf);
         }
         // Behind: only the front, written again as it was sent.
-        let end = offset as usize + buf.len();
-        if end <= self.front.len() && self.front[offset as usize..end] == *buf {
+        if self.front.holds(buf, offset)? {
             return Ok(());
         }
         Err(Self::diverged(offset, buf.len()))
@@ -520,12 +505,13 @@ impl Sink for Forward<'_> {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         // Writers read back only table windows they wrote, which lie in the front.
-        let end = offset as usize + buf.len();
-        if end > self.front.len() {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.front.len())
+        {
             return Err(Self::diverged(offset, buf.len()));
         }
-        buf.copy_from_slice(&self.front[offset as usize..end]);
-        Ok(())
+        self.front.read_at(buf, offset)
     }
 
     fn set_len(&self, len: u64) -> Result<()> {
