@@ -29,7 +29,27 @@ use vdconv::{Cancel, Error, ErrorKind, OpenOptions};
 /// How a run ended when it did not fail.
 type Outcome = Result<u8, Error>;
 
+/// A guest file system crate that panics on damaged data does so on its own thread
+/// (guest::fs::confined): the thread ends, the caller gets an error and inspection
+/// reports the file system as unreadable. Its panic message is not printed; -v logs it.
+/// Any other panic is a bug and is printed as usual.
+fn quiet_contained_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        if thread
+            .name()
+            .is_some_and(vdconv::guest::fs::confined::is_confined_thread)
+        {
+            tracing::debug!("{} stopped: {info}", thread.name().unwrap_or_default());
+            return;
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_contained_panics();
     let wants_json = std::env::args_os().any(|a| a == "--json");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -123,7 +123,10 @@ pub fn findings(
         let esp = volumes
             .iter()
             .find(|v| Some(&v.name) == report.esp.as_ref());
-        let readable = esp.is_some_and(|v| v.fs.is_some());
+        // Opened is not enough: a reader that stopped on damaged data (a crate's panic
+        // contained on its thread) answers nothing, which is not "no loader".
+        let readable =
+            esp.is_some_and(|v| v.fs.as_deref().is_some_and(|fs| fs.read_dir(b"/").is_ok()));
         let location = report
             .esp
             .as_deref()

@@ -10,6 +10,15 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use super::{DirEntry, GuestFs, Metadata};
 use crate::guest::error::{GuestError, GuestResult};
 
+/// Threads that own a crate's reader are named with this prefix. A panic on one is
+/// contained (the caller gets an error), so the binary does not print it.
+pub const THREAD_PREFIX: &str = "guest ";
+
+/// Whether a thread named `name` owns a confined reader.
+pub fn is_confined_thread(name: &str) -> bool {
+    name.starts_with(THREAD_PREFIX)
+}
+
 /// The reading half, on the thread that owns it: `GuestFs` without `Send + Sync`.
 pub trait LocalFs {
     fn metadata(&self, path: &[u8]) -> GuestResult<Metadata>;
@@ -61,7 +70,7 @@ impl Confined {
         let (requests, incoming) = mpsc::channel::<Request>();
         let (opened, on_open) = mpsc::channel::<GuestResult<Identity>>();
         std::thread::Builder::new()
-            .name(format!("guest {structure}"))
+            .name(format!("{THREAD_PREFIX}{structure}"))
             .spawn(move || match open() {
                 Ok((fs, identity)) => {
                     let _ = opened.send(Ok(identity));
