@@ -584,6 +584,49 @@ impl DebianDisk {
     }
 }
 
+/// Found by the volumes fuzz target: a FAT directory entry naming cluster 1 makes the
+/// fatfs crate subtract past zero on its reader thread. The panic stays on that thread and
+/// unprinted, and the ESP is reported unreadable (a warning), not missing its loader (a
+/// blocking finding, which the stopped reader made it look like).
+#[test]
+fn an_esp_whose_reader_stops_is_unreadable_and_prints_no_panic() {
+    if !have_tools(BASE_TOOLS) {
+        return;
+    }
+    let dir = common::tempdir();
+    let d = dir.path();
+    let disk = d.join("esp-only.raw");
+    sparse_file(&disk, 32 * MIB);
+    sfdisk(
+        &disk,
+        &format!("label: gpt\nstart=2048, size=16M, type={ESP_TYPE}\n"),
+    );
+    let esp = d.join("esp.img");
+    let part = partitions(&disk)[0];
+    fat_image(&esp, part.1, "0badc1a5", &["/EFI/BOOT/BOOTX64.EFI"]);
+    // The root directory's entry "EFI" (8.3 name, attribute 0x10) gets first cluster 1.
+    let mut bytes = fs::read(&esp).unwrap();
+    let at = bytes
+        .windows(12)
+        .position(|w| w == b"EFI        \x10")
+        .expect("the EFI directory entry");
+    bytes[at + 20..at + 22].copy_from_slice(&[0, 0]);
+    bytes[at + 26..at + 28].copy_from_slice(&[1, 0]);
+    fs::write(&esp, &bytes).unwrap();
+    write_at(&disk, part.0, &esp);
+
+    let (code, doc) = inspect(&disk, &["-f", "raw"]);
+    assert_eq!(code, 1, "{doc:#}");
+    let ids: Vec<&str> = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"firmware-esp-unreadable"), "{ids:?}");
+    assert!(!ids.contains(&"firmware-uefi-fallback-missing"), "{ids:?}");
+}
+
 #[test]
 fn debian_guest_on_real_disks() {
     if !(have_tools(BASE_TOOLS)
