@@ -304,3 +304,34 @@ fn an_8_tib_disk_with_3_mib_of_data_streams_reproducibly_in_seconds_and_small_me
     assert_eq!(out.matches("read 1048576/1048576").count(), 4, "{out}");
     assert!(!out.contains("Pattern verification failed"), "{out}");
 }
+
+/// The one-pass reader (a streamOptimized VMDK through a pipe) seeds reproducible ids as
+/// `convert` does from the file: with SOURCE_DATE_EPOCH both write the same bytes.
+#[test]
+fn a_stream_vmdk_through_a_pipe_gives_the_files_bytes() {
+    if !have_readers() {
+        return;
+    }
+    let dir = tempdir();
+    let raw = dir.path().join("src.raw");
+    patterned_raw(&raw, 24 * MIB, 11);
+    let src = dir.path().join("src.vmdk");
+    qemu_vmdk(&raw, &src, "subformat=streamOptimized");
+    for (name, format) in [("vhdx", "vhdx"), ("vhd", "vpc")] {
+        let file = dir.path().join(format!("file.{name}"));
+        to_file(&src, &["-O", name], &file);
+        let piped = dir.path().join(format!("piped.{name}"));
+        let o = Command::new(env!("CARGO_BIN_EXE_vdconv"))
+            .arg("convert")
+            .arg("-")
+            .arg(&piped)
+            .args(["-O", name])
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .stdin(File::open(&src).unwrap())
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        assert_eq!(file_sha256(&piped), file_sha256(&file), "{name}");
+        qemu_compare(&raw, "raw", &piped, format);
+    }
+}
