@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use guest_hive::{HVal, build_hive};
+use guest_hive::{HVal, HiveKeys, IFACE, build_hive, system_hive};
 use guest_initramfs::{Compressor, initramfs};
 use host_dir_fs::HostDirFs;
 use vdconv::guest::checks::{InspectOptions, inspect};
@@ -659,10 +659,6 @@ fn rhel_guest_and_its_defects() {
 
 // ---------------------------------------------------------------- Windows-like guest
 
-const IFACE: &str = "{4d36e972-e325-11ce-bfc1-08002be10318}";
-
-/// Keys of a hive to build, each with its values.
-type HiveKeys = Vec<(String, Vec<(&'static str, HVal)>)>;
 /// One registry defect: what, the edit, whether on the UEFI layout, the expected findings.
 type RegistryDefect = (
     &'static str,
@@ -671,59 +667,12 @@ type RegistryDefect = (
     Vec<(&'static str, Severities)>,
 );
 
-fn windows_system(path: &Path, edit: &dyn Fn(&mut HiveKeys)) {
-    let cs = "ControlSet001";
-    let mut keys: HiveKeys = vec![
-        (
-            "Select".into(),
-            vec![
-                ("Current", HVal::Dword(1)),
-                ("Default", HVal::Dword(1)),
-                ("LastKnownGood", HVal::Dword(1)),
-            ],
-        ),
-        (
-            format!("{cs}\\Services\\Dhcp"),
-            vec![("Start", HVal::Dword(2))],
-        ),
-        (
-            format!("{cs}\\Services\\partmgr\\Parameters"),
-            vec![("SanPolicy", HVal::Dword(1))],
-        ),
-        (
-            format!("{cs}\\Control\\Terminal Server"),
-            vec![("fDenyTSConnections", HVal::Dword(0))],
-        ),
-        (
-            format!("{cs}\\Control\\Session Manager\\Power"),
-            vec![("HiberbootEnabled", HVal::Dword(0))],
-        ),
-        (
-            format!("{cs}\\Services\\Tcpip\\Parameters\\Interfaces\\{IFACE}"),
-            vec![
-                ("EnableDHCP", HVal::Dword(1)),
-                ("IPAddress", HVal::Multi(vec!["0.0.0.0".into()])),
-            ],
-        ),
-    ];
-    for s in ["storvsc", "vmbus", "storflt", "intelide", "atapi"] {
-        keys.push((
-            format!("{cs}\\Services\\{s}"),
-            vec![("Start", HVal::Dword(0)), ("Type", HVal::Dword(1))],
-        ));
-    }
-    edit(&mut keys);
-    let refs: Vec<(&str, Vec<(&str, HVal)>)> =
-        keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    build_hive(path, &refs);
-}
-
 fn windows(dir: &Path, edit_system: &dyn Fn(&mut HiveKeys)) -> (Tree, Tree) {
     let c = Tree::new(dir.join("c"));
     let esp = Tree::new(dir.join("esp"));
     c.write("/Windows/System32/cmd.exe", "MZ");
     fs::create_dir_all(c.path("/Windows/System32/config")).unwrap();
-    windows_system(&c.path("/Windows/System32/config/SYSTEM"), edit_system);
+    system_hive(&c.path("/Windows/System32/config/SYSTEM"), edit_system);
     build_hive(
         &c.path("/Windows/System32/config/SOFTWARE"),
         &[(

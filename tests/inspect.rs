@@ -30,7 +30,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use common::{listing, stderr, vdconv, vdconv_measured};
-use guest_hive::{HVal, build_hive};
+use guest_hive::{HVal, HiveKeys, IFACE, build_hive, system_hive};
 use guest_images::{Loop, partitions, sfdisk, sh, sh_env, sparse_copy, sparse_file, write_at};
 use guest_initramfs::{Compressor, initramfs};
 
@@ -1365,60 +1365,6 @@ fn rewrite_root_extents(disk: &Path, pv_offset: u64, extents: u64) {
 }
 
 // ------------------------------------------------------------------------ Windows-like
-
-const IFACE: &str = "{4d36e972-e325-11ce-bfc1-08002be10318}";
-
-/// Keys of the SYSTEM hive, each with its values, before hivexsh writes them.
-type HiveKeys = Vec<(String, Vec<(&'static str, HVal)>)>;
-
-/// A SYSTEM hive as a Windows Server prepared for Hyper-V has it: the storage drivers
-/// boot-start, DHCP automatic, SAN policy OnlineAll, RDP on, Fast Startup off.
-fn system_hive(path: &Path, edit: &dyn Fn(&mut HiveKeys)) {
-    let cs = "ControlSet001";
-    let mut keys: HiveKeys = vec![
-        (
-            "Select".into(),
-            vec![
-                ("Current", HVal::Dword(1)),
-                ("Default", HVal::Dword(1)),
-                ("LastKnownGood", HVal::Dword(1)),
-            ],
-        ),
-        (
-            format!("{cs}\\Services\\Dhcp"),
-            vec![("Start", HVal::Dword(2))],
-        ),
-        (
-            format!("{cs}\\Services\\partmgr\\Parameters"),
-            vec![("SanPolicy", HVal::Dword(1))],
-        ),
-        (
-            format!("{cs}\\Control\\Terminal Server"),
-            vec![("fDenyTSConnections", HVal::Dword(0))],
-        ),
-        (
-            format!("{cs}\\Control\\Session Manager\\Power"),
-            vec![("HiberbootEnabled", HVal::Dword(0))],
-        ),
-        (
-            format!("{cs}\\Services\\Tcpip\\Parameters\\Interfaces\\{IFACE}"),
-            vec![
-                ("EnableDHCP", HVal::Dword(1)),
-                ("IPAddress", HVal::Multi(vec!["0.0.0.0".into()])),
-            ],
-        ),
-    ];
-    for service in ["storvsc", "vmbus", "storflt", "intelide", "atapi"] {
-        keys.push((
-            format!("{cs}\\Services\\{service}"),
-            vec![("Start", HVal::Dword(0)), ("Type", HVal::Dword(1))],
-        ));
-    }
-    edit(&mut keys);
-    let refs: Vec<(&str, Vec<(&str, HVal)>)> =
-        keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    build_hive(path, &refs);
-}
 
 fn software_hive(path: &Path) {
     build_hive(

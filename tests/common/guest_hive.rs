@@ -246,3 +246,60 @@ pub fn vk_cell(name: &str, kind: u32, size: u32, data_offset: u32) -> Vec<u8> {
     c.extend_from_slice(name.as_bytes());
     c
 }
+
+// ------------------------------------------------------- a Windows guest ready for Hyper-V
+
+/// The network adapter class key under which a NIC's TCP/IP interface settings sit.
+pub const IFACE: &str = "{4d36e972-e325-11ce-bfc1-08002be10318}";
+
+/// Keys of the SYSTEM hive, each with its values, before hivexsh writes them.
+pub type HiveKeys = Vec<(String, Vec<(&'static str, HVal)>)>;
+
+/// A SYSTEM hive as a Windows Server prepared for Hyper-V has it: the storage drivers
+/// boot-start, DHCP automatic, SAN policy OnlineAll, RDP on, Fast Startup off.
+pub fn system_hive(path: &Path, edit: &dyn Fn(&mut HiveKeys)) {
+    let cs = "ControlSet001";
+    let mut keys: HiveKeys = vec![
+        (
+            "Select".into(),
+            vec![
+                ("Current", HVal::Dword(1)),
+                ("Default", HVal::Dword(1)),
+                ("LastKnownGood", HVal::Dword(1)),
+            ],
+        ),
+        (
+            format!("{cs}\\Services\\Dhcp"),
+            vec![("Start", HVal::Dword(2))],
+        ),
+        (
+            format!("{cs}\\Services\\partmgr\\Parameters"),
+            vec![("SanPolicy", HVal::Dword(1))],
+        ),
+        (
+            format!("{cs}\\Control\\Terminal Server"),
+            vec![("fDenyTSConnections", HVal::Dword(0))],
+        ),
+        (
+            format!("{cs}\\Control\\Session Manager\\Power"),
+            vec![("HiberbootEnabled", HVal::Dword(0))],
+        ),
+        (
+            format!("{cs}\\Services\\Tcpip\\Parameters\\Interfaces\\{IFACE}"),
+            vec![
+                ("EnableDHCP", HVal::Dword(1)),
+                ("IPAddress", HVal::Multi(vec!["0.0.0.0".into()])),
+            ],
+        ),
+    ];
+    for service in ["storvsc", "vmbus", "storflt", "intelide", "atapi"] {
+        keys.push((
+            format!("{cs}\\Services\\{service}"),
+            vec![("Start", HVal::Dword(0)), ("Type", HVal::Dword(1))],
+        ));
+    }
+    edit(&mut keys);
+    let refs: Vec<(&str, Vec<(&str, HVal)>)> =
+        keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    build_hive(path, &refs);
+}
