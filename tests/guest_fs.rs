@@ -559,32 +559,6 @@ fn lvm_tools() -> bool {
     tools_for_linux_disk() & need("lvm", "lvm2") & need("mkswap", "util-linux") & xfs_tools()
 }
 
-fn lvm(dir: &Path, devices: &[&str], args: &[&str]) -> String {
-    let conf = dir.join("lvm");
-    if !conf.exists() {
-        std::fs::create_dir_all(&conf).unwrap();
-        // Keep the host's LVM out of it: no backups or archives, no udev, no devices file.
-        std::fs::write(
-            conf.join("lvm.conf"),
-            "activation { udev_sync = 0 udev_rules = 0 }\n\
-             backup { backup = 0 archive = 0 }\n\
-             devices { obtain_device_list_from_udev = 0 use_devicesfile = 0 }\n",
-        )
-        .unwrap();
-    }
-    let devs = devices.join(",");
-    let mut all = vec![args[0], "--driverloaded", "n", "--devices", &devs];
-    all.extend_from_slice(&args[1..]);
-    sh_env(
-        "lvm",
-        &all,
-        &[
-            ("LVM_SYSTEM_DIR", conf.to_str().unwrap()),
-            ("LVM_SUPPRESS_FD_WARNINGS", "1"),
-        ],
-    )
-}
-
 fn make_lvm_disk() -> LvmDisk {
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("disk.img");

@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use common::{listing, stderr, vdconv, vdconv_measured};
 use guest_hive::{HVal, HiveKeys, IFACE, build_hive, system_hive};
-use guest_images::{Loop, partitions, sfdisk, sh, sh_env, sparse_copy, sparse_file, write_at};
+use guest_images::{Loop, lvm, partitions, sfdisk, sh, sh_env, sparse_copy, sparse_file, write_at};
 use guest_initramfs::{Compressor, initramfs};
 
 const MIB: u64 = 1 << 20;
@@ -1026,33 +1026,6 @@ fn rhel_trees(root: &Tree, boot: &Tree) {
     dracut_initramfs(boot, EL_OLD, false);
     boot.write("/grub2/grub.cfg", "set default=\"${saved_entry}\"\nload_env -f ${config_directory}/grubenv\nblscfg\n")
         .write("/grub2/grubenv", format!("# GRUB Environment Block\nsaved_entry={MACHINE_ID}-{EL_NEW}\nkernelopts=root=/dev/mapper/rhel-root ro rd.lvm.lv=rhel/root\n{}", "#".repeat(200)));
-}
-
-/// `lvm` on the given devices with a private configuration (no devices file, no udev,
-/// no archives) and activation off: this kernel may have no device-mapper.
-fn lvm(conf_dir: &Path, devices: &[&str], args: &[&str]) -> String {
-    let conf = conf_dir.join("lvm");
-    if !conf.exists() {
-        fs::create_dir_all(&conf).unwrap();
-        fs::write(
-            conf.join("lvm.conf"),
-            "activation { udev_sync = 0 udev_rules = 0 }\n\
-             backup { backup = 0 archive = 0 }\n\
-             devices { obtain_device_list_from_udev = 0 use_devicesfile = 0 }\n",
-        )
-        .unwrap();
-    }
-    let devs = devices.join(",");
-    let mut all = vec![args[0], "--driverloaded", "n", "--devices", &devs];
-    all.extend_from_slice(&args[1..]);
-    sh_env(
-        "lvm",
-        &all,
-        &[
-            ("LVM_SYSTEM_DIR", conf.to_str().unwrap()),
-            ("LVM_SUPPRESS_FD_WARNINGS", "1"),
-        ],
-    )
 }
 
 /// The RHEL disk: GPT with a BIOS boot partition, an ESP, /boot (XFS) and an LVM PV

@@ -454,3 +454,30 @@ pub fn rewrite_lvm_metadata_in(
     let crc = lvm_crc(&disk[mda + 4..mda + 512]);
     disk[mda..mda + 4].copy_from_slice(&crc.to_le_bytes());
 }
+
+/// `lvm` on the given devices with a private configuration (no devices file, no udev,
+/// no archives) and activation off: this kernel may have no device-mapper.
+pub fn lvm(conf_dir: &Path, devices: &[&str], args: &[&str]) -> String {
+    let conf = conf_dir.join("lvm");
+    if !conf.exists() {
+        fs::create_dir_all(&conf).unwrap();
+        fs::write(
+            conf.join("lvm.conf"),
+            "activation { udev_sync = 0 udev_rules = 0 }\n\
+             backup { backup = 0 archive = 0 }\n\
+             devices { obtain_device_list_from_udev = 0 use_devicesfile = 0 }\n",
+        )
+        .unwrap();
+    }
+    let devs = devices.join(",");
+    let mut all = vec![args[0], "--driverloaded", "n", "--devices", &devs];
+    all.extend_from_slice(&args[1..]);
+    sh_env(
+        "lvm",
+        &all,
+        &[
+            ("LVM_SYSTEM_DIR", conf.to_str().unwrap()),
+            ("LVM_SUPPRESS_FD_WARNINGS", "1"),
+        ],
+    )
+}
