@@ -82,6 +82,40 @@ pub struct ConvertReport {
     pub seconds: f64,
 }
 
+impl ConvertReport {
+    /// The report of `plan` converting `source` (`source_size` bytes) into `destination`
+    /// (`virtual_size` bytes): the plan's shape filled in, what the run measured (file
+    /// size, data written, digests, files, warnings, time) left empty for the caller.
+    pub(crate) fn planned(
+        plan: &ConvertPlan,
+        source: &Path,
+        destination: PathBuf,
+        source_size: u64,
+        virtual_size: u64,
+    ) -> Self {
+        ConvertReport {
+            schema_version: SCHEMA_VERSION,
+            source: source.display().to_string(),
+            destination,
+            format: plan.format,
+            disk_type: plan.disk_type,
+            target: plan.target,
+            source_size,
+            virtual_size,
+            rounded: virtual_size != source_size,
+            block_size: plan.block_size,
+            file_size: 0,
+            data_bytes_written: 0,
+            verified: None,
+            sha256: None,
+            source_sha256: None,
+            files: Vec::new(),
+            warnings: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+}
+
 /// Converts `src` into a new image as `plan` says. `progress` is called as the virtual
 /// disk is done (and again while verifying).
 pub fn convert(
@@ -334,16 +368,6 @@ pub(crate) fn convert_uncommitted(
     )?;
     let sha256 = verified.and(content).map(|d| hex(&d));
     let report = ConvertReport {
-        schema_version: SCHEMA_VERSION,
-        source: src.path().display().to_string(),
-        destination: dst.to_path_buf(),
-        format: plan.format,
-        disk_type: plan.disk_type,
-        target: plan.target,
-        source_size,
-        virtual_size: size,
-        rounded: size != source_size,
-        block_size: plan.block_size,
         file_size,
         data_bytes_written: written,
         verified,
@@ -352,6 +376,7 @@ pub(crate) fn convert_uncommitted(
         files: vec![dst.to_path_buf()],
         warnings: src.warnings().to_vec(),
         seconds: started.elapsed().as_secs_f64(),
+        ..ConvertReport::planned(plan, src.path(), dst.to_path_buf(), source_size, size)
     };
     Ok((report, out))
 }

@@ -27,7 +27,6 @@ use crate::convert::{
 use crate::error::{Error, ErrorKind, Result};
 use crate::identity::{ContentSeed, Identity};
 use crate::plan::{ConvertPlan, SparseMode};
-use crate::report::SCHEMA_VERSION;
 use crate::sink::ImageWriter;
 use crate::vmdk::sequential::{GrainRecord, SequentialVmdk, inflate_grain};
 use crate::zero::is_zero;
@@ -197,24 +196,15 @@ pub fn convert_stream<R: Read>(
     )?;
     let warnings = src.warnings().to_vec();
     let report = ConvertReport {
-        schema_version: SCHEMA_VERSION,
-        source: path.display().to_string(),
-        destination: dst.clone(),
-        format: plan.format,
-        disk_type: plan.disk_type,
-        target: plan.target,
-        source_size,
-        virtual_size: size,
-        rounded: size != source_size,
-        block_size: plan.block_size,
         file_size,
         data_bytes_written: written_total,
         verified,
         sha256: verified.and(full).map(|(_, c)| hex(&c)),
         source_sha256: verified.and(full).map(|(s, _)| hex(&s)),
-        files: vec![dst],
+        files: vec![dst.clone()],
         warnings,
         seconds: started.elapsed().as_secs_f64(),
+        ..ConvertReport::planned(plan, &path, dst, source_size, size)
     };
     Ok((Staged::new(out, report), src.into_inner()))
 }

@@ -38,7 +38,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::identity::{ContentSeed, Identity};
 use crate::plan::{ConvertPlan, DiskType, OutputFormat, SparseMode};
 use crate::reflink::ReflinkMode;
-use crate::report::SCHEMA_VERSION;
 use crate::sink::{ImageWriter, Sink};
 use crate::zero::is_zero;
 use crate::{vhd, vhdx};
@@ -170,24 +169,11 @@ pub fn convert_to_writer(
     writer.finish(identity)?;
     let file_size = stream.flush()?;
     Ok(ConvertReport {
-        schema_version: SCHEMA_VERSION,
-        source: src.path().display().to_string(),
-        destination: PathBuf::from(STREAM),
-        format: plan.format,
-        disk_type: plan.disk_type,
-        target: plan.target,
-        source_size,
-        virtual_size: size,
-        rounded: size != source_size,
-        block_size: plan.block_size,
         file_size,
         data_bytes_written: written,
-        verified: None,
-        sha256: None,
-        source_sha256: None,
-        files: Vec::new(),
         warnings: src.warnings().to_vec(),
         seconds: started.elapsed().as_secs_f64(),
+        ..ConvertReport::planned(plan, src.path(), PathBuf::from(STREAM), source_size, size)
     })
 }
 
