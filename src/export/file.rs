@@ -21,7 +21,6 @@ use crate::ova::{
     Algorithm, Compression, Digests, HashingReader, Package, PackageDisk, Piece, Place,
 };
 use crate::plan::ConvertPlan;
-use crate::report::SCHEMA_VERSION;
 use crate::stream_convert::convert_stream;
 use crate::vmdk::sequential::SequentialVmdk;
 
@@ -32,7 +31,7 @@ use super::disk::{
     with_manifest,
 };
 use super::layout::{self, DiskName, MadeFolder};
-use super::report::{ExportDiskReport, ExportReport, ManifestSummary, NO_MANIFEST, VmSummary};
+use super::report::{ExportDiskReport, ExportReport, ManifestSummary, NO_MANIFEST};
 use super::{ExportRequest, Observer, commit_all};
 
 /// Digests of stored files, by name relative to the descriptor.
@@ -175,24 +174,18 @@ pub fn convert(
             }
         })
         .collect();
-    Ok(ExportReport {
-        schema_version: SCHEMA_VERSION,
-        source: src.display().to_string(),
-        package: kind,
-        read: "file",
-        vm: VmSummary::of(&pkg.envelope),
-        destination: dst.to_path_buf(),
-        suggested_target: advice::suggested_target(hw.firmware),
-        files: disks
-            .iter()
-            .flat_map(|d| d.report.files.iter().cloned())
-            .collect(),
+    Ok(ExportReport::new(
+        src,
+        kind,
+        "file",
+        &pkg.envelope,
+        dst,
         disks,
         manifest,
-        certificate: pkg.certificate.clone(),
+        pkg.certificate.clone(),
         warnings,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+        started.elapsed().as_secs_f64(),
+    ))
 }
 
 /// Converts one disk to a staged image; returns it and the digests of its pieces.

@@ -16,7 +16,6 @@ use crate::error::{Error, ExitClass, Result};
 use crate::ova::gzip::{BoundedGunzip, inflate_limit};
 use crate::ova::{Compression, OvaError, OvaStream, Place, StreamEntry};
 use crate::plan::{ConvertPlan, ConvertRequest};
-use crate::report::SCHEMA_VERSION;
 use crate::stream_convert::convert_stream;
 use crate::vmdk::sequential::SequentialVmdk;
 
@@ -25,7 +24,7 @@ use super::detect::ExportKind;
 use super::disk::{BlankDisk, Typed, error_of, member_path, with_manifest};
 use super::file::{fit_of_staged, one_pass};
 use super::layout::{self, DiskName, MadeFolder};
-use super::report::{ExportDiskReport, ExportReport, ManifestSummary, NO_MANIFEST, VmSummary};
+use super::report::{ExportDiskReport, ExportReport, ManifestSummary, NO_MANIFEST};
 use super::{ExportRequest, Observer, commit_all};
 
 /// Converts the OVA `reader` carries (`src` names it) into `dst`.
@@ -251,24 +250,18 @@ pub fn convert(
             }
         })
         .collect();
-    Ok(ExportReport {
-        schema_version: SCHEMA_VERSION,
-        source: src.display().to_string(),
-        package: ExportKind::Ova,
-        read: "pipe",
-        vm: VmSummary::of(&env),
-        destination: dst.to_path_buf(),
-        suggested_target: advice::suggested_target(hw.firmware),
-        files: disks
-            .iter()
-            .flat_map(|d| d.report.files.iter().cloned())
-            .collect(),
+    Ok(ExportReport::new(
+        src,
+        ExportKind::Ova,
+        "pipe",
+        &env,
+        dst,
         disks,
         manifest,
-        certificate: pkg.certificate.clone(),
+        pkg.certificate.clone(),
         warnings,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+        started.elapsed().as_secs_f64(),
+    ))
 }
 
 /// Reads (and so hashes) a file the conversion does not need, checking `cancel` on the

@@ -2,7 +2,7 @@
 //! descriptor describes it, every disk's ConvertReport, every file written, and what the
 //! manifest check found.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -10,6 +10,7 @@ use crate::convert::ConvertReport;
 use crate::ova::ovf::Attachment;
 use crate::ova::package::PackageManifest;
 use crate::ova::{Algorithm, Envelope, Firmware, ManifestReport};
+use crate::report::SCHEMA_VERSION;
 use crate::target::Target;
 
 use super::detect::ExportKind;
@@ -178,4 +179,42 @@ pub struct ExportReport {
     /// Anomalies tolerated and advice for the target.
     pub warnings: Vec<String>,
     pub seconds: f64,
+}
+
+impl ExportReport {
+    /// The report of an export read from `source` as `read` ("file" or "pipe") whose
+    /// `disks` were written: the VM and the suggested target from its `envelope`, the
+    /// files written from the disks' own reports.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        source: &Path,
+        package: ExportKind,
+        read: &'static str,
+        envelope: &Envelope,
+        destination: &Path,
+        disks: Vec<ExportDiskReport>,
+        manifest: Option<ManifestSummary>,
+        certificate: Option<String>,
+        warnings: Vec<String>,
+        seconds: f64,
+    ) -> Self {
+        ExportReport {
+            schema_version: SCHEMA_VERSION,
+            source: source.display().to_string(),
+            package,
+            read,
+            vm: VmSummary::of(envelope),
+            destination: destination.to_path_buf(),
+            suggested_target: super::advice::suggested_target(envelope.system.hardware.firmware),
+            files: disks
+                .iter()
+                .flat_map(|d| d.report.files.iter().cloned())
+                .collect(),
+            disks,
+            manifest,
+            certificate,
+            warnings,
+            seconds,
+        }
+    }
 }
