@@ -250,15 +250,7 @@ fn stage(
         secure_boot,
         disks: specs,
     };
-    let ovf = format!("{name}.ovf");
-    fs::write(dir.join(&ovf), ova_build::ovf_xml(&vm)).unwrap();
-    let mut covered = vec![ovf.clone()];
-    covered.extend(files.iter().cloned());
-    let names: Vec<&str> = covered.iter().map(String::as_str).collect();
-    let mf = format!("{name}.mf");
-    fs::write(dir.join(&mf), ova_build::manifest(&dir, &names, algorithm)).unwrap();
-    let mut order = vec![ovf, mf];
-    order.extend(files);
+    let order = ova_build::descriptor_and_manifest(&dir, &vm, files, algorithm);
     Staged {
         dir,
         name: name.to_string(),

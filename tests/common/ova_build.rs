@@ -339,3 +339,23 @@ pub fn ovf_xml(vm: &VmSpec) -> String {
         name = vm.name,
     )
 }
+
+/// Writes `vm`'s descriptor and a manifest covering it and `files` into `dir`, and
+/// returns the order ovftool packs them in: the .ovf, the .mf, then the files.
+pub fn descriptor_and_manifest(
+    dir: &Path,
+    vm: &VmSpec,
+    files: Vec<String>,
+    algorithm: &str,
+) -> Vec<String> {
+    let ovf = format!("{}.ovf", vm.name);
+    fs::write(dir.join(&ovf), ovf_xml(vm)).unwrap();
+    let mut covered = vec![ovf.clone()];
+    covered.extend(files.iter().cloned());
+    let names: Vec<&str> = covered.iter().map(String::as_str).collect();
+    let mf = format!("{}.mf", vm.name);
+    fs::write(dir.join(&mf), manifest(dir, &names, algorithm)).unwrap();
+    let mut order = vec![ovf, mf];
+    order.extend(files);
+    order
+}
