@@ -20,7 +20,6 @@ const READ_LIMIT: u64 = 2 << 20;
 /// The input as a file, in memory: one memfd per process, rewritten for each input and
 /// opened through /proc like any path (no disk writes, so many more runs a second).
 pub fn scratch(data: &[u8]) -> PathBuf {
-    use std::io::{Seek, Write};
     use std::os::fd::{AsRawFd, FromRawFd};
     use std::sync::OnceLock;
     static FILE: OnceLock<std::sync::Mutex<std::fs::File>> = OnceLock::new();
@@ -31,10 +30,11 @@ pub fn scratch(data: &[u8]) -> PathBuf {
         // SAFETY: a fresh descriptor nothing else owns.
         std::sync::Mutex::new(unsafe { std::fs::File::from_raw_fd(fd) })
     });
-    let mut f = file.lock().unwrap();
+    let f = file.lock().unwrap();
+    // Emptied first so that no page of the previous input stays; zero pages stay holes.
     f.set_len(0).unwrap();
-    f.rewind().unwrap();
-    f.write_all(data).unwrap();
+    f.set_len(data.len() as u64).unwrap();
+    vdconv::disk::input::write_nonzero_pages(&f, data).unwrap();
     PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()))
 }
 
