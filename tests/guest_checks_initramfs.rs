@@ -113,13 +113,19 @@ fn uncompressed_and_concatenated_members() {
     // Uncompressed only; then two gzip members one after the other.
     let listing = list(&a, &Limits::default(), &|_| false, &no).unwrap();
     assert_eq!(listing.entries.len(), 1);
-    let mut image = early_microcode();
-    image.extend(compress(&a, Compressor::Gzip));
-    image.extend([0u8; 12]);
-    image.extend(compress(&b, Compressor::Gzip));
-    let listing = list(&image, &Limits::default(), &|_| false, &no).unwrap();
-    assert_eq!(listing.members.len(), 3, "{:?}", listing.members);
-    assert!(listing.find("a.txt").is_some() && listing.find("b.txt").is_some());
+    // A decoder must stop at its member's end for the next one to be found.
+    for c in [Compressor::Gzip, Compressor::Xz] {
+        if !c.available() {
+            continue;
+        }
+        let mut image = early_microcode();
+        image.extend(compress(&a, c));
+        image.extend([0u8; 12]);
+        image.extend(compress(&b, c));
+        let listing = list(&image, &Limits::default(), &|_| false, &no).unwrap();
+        assert_eq!(listing.members.len(), 3, "{c:?}: {:?}", listing.members);
+        assert!(listing.find("a.txt").is_some() && listing.find("b.txt").is_some());
+    }
 }
 
 #[test]
@@ -230,6 +236,80 @@ fn decompression_bomb_stops_at_the_limit() {
         assert!(matches!(err, GuestError::Limit(_)), "{c:?}: {err}");
         assert!(err.to_string().contains("limit"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10), "{c:?}");
+    }
+}
+
+/// A bomb's output never sits in memory. An XZ member of 512 MiB of zeros (lzma-rs, used
+/// before, held all of it before the limit saw a byte: a 1027 MiB peak) is stopped at the
+/// limit, and an LZMA member whose header asks for a 1 GiB window (lzma-rs buffered output
+/// up to the window) is refused before the window exists. Each runs in a child process
+/// (this test again, told by VDCONV_BOMB_INPUT), which reports its own peak (VmHWM: the
+/// high-water mark of its memory since exec, whatever its parent held).
+#[test]
+fn a_bomb_is_stopped_in_bounded_memory() {
+    if let Some(path) = std::env::var_os("VDCONV_BOMB_INPUT") {
+        let image = std::fs::read(path).unwrap();
+        let limits = Limits {
+            max_decompressed: 64 << 20,
+            max_entries: 1000,
+        };
+        let err = list(&image, &limits, &|_| false, &no).expect_err("bomb");
+        assert!(matches!(err, GuestError::Limit(_)), "{err}");
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        println!("bomb stopped: {err}\n{hwm}");
+        return;
+    }
+    if !Compressor::Xz.available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let make = |format: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "head -c 512M /dev/zero | xz -c -0 --format={format}"
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let xz = make("xz");
+    let mut lzma = make("lzma");
+    // The .lzma header: properties, then the dictionary size (little-endian), which the
+    // data does not depend on.
+    lzma[1..5].copy_from_slice(&(1u32 << 30).to_le_bytes());
+    for (name, image, says) in [
+        ("xz", xz, "more than 67108864 bytes"),
+        ("lzma", lzma, "dictionary over 128 MiB"),
+    ] {
+        assert!(image.len() < 1 << 20, "{name}: {} bytes", image.len());
+        let path = dir.path().join(name);
+        std::fs::write(&path, &image).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_bomb_is_stopped_in_bounded_memory",
+                "--nocapture",
+            ])
+            .env("VDCONV_BOMB_INPUT", &path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {text}");
+        assert!(
+            text.contains("bomb stopped") && text.contains(says),
+            "{name}: {text}"
+        );
+        let peak_kib: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name}: no VmHWM in {text}"));
+        eprintln!("{name} bomb: peak {} MiB", peak_kib / 1024);
+        assert!(peak_kib < 100 << 10, "{name}: peak {peak_kib} KiB");
     }
 }
 

@@ -10,6 +10,13 @@ use crate::guest::error::{GuestError, GuestResult};
 /// Decoded bytes handed to the parser at a time.
 const CHUNK: usize = 64 * 1024;
 
+/// The largest XZ or LZMA dictionary (the decoder's window) accepted, in KiB: `xz -9`
+/// uses 64 MiB, the initramfs builders 1 to 32 MiB. The decoders stream: memory is the
+/// window, not the output. (lzma-rs, used before, held an XZ member's whole output, and
+/// an LZMA member's output up to the window its header declares, up to 4 GiB, before
+/// the first byte reached the budget: a 150 KiB member of zeros was gigabytes.)
+const MAX_DICTIONARY_KIB: u32 = 128 * 1024;
+
 pub fn detect(data: &[u8]) -> GuestResult<Compression> {
     let magic = data.get(..2).unwrap_or(data);
     Ok(match magic {
@@ -57,16 +64,22 @@ pub fn decompress(
         produced: 0,
         error: None,
     };
-    let outcome: Result<(), String> = match compression {
+    let outcome: io::Result<()> = match compression {
         Compression::Gzip => pump(flate2::bufread::GzDecoder::new(&mut input), &mut sink),
         Compression::Zstd => match ruzstd::decoding::StreamingDecoder::new(&mut input) {
             Ok(decoder) => pump(decoder, &mut sink),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(io::Error::other(e.to_string())),
         },
         Compression::Lz4 => pump(lz4_flex::frame::FrameDecoder::new(&mut input), &mut sink),
-        Compression::Xz => lzma_rs::xz_decompress(&mut input, &mut sink).map_err(|e| e.to_string()),
+        Compression::Xz => pump(
+            lzma_rust2::XzReader::new_mem_limit(&mut input, false, MAX_DICTIONARY_KIB),
+            &mut sink,
+        ),
         Compression::Lzma => {
-            lzma_rs::lzma_decompress(&mut input, &mut sink).map_err(|e| e.to_string())
+            match lzma_rust2::LzmaReader::new_mem_limit(&mut input, MAX_DICTIONARY_KIB, None) {
+                Ok(decoder) => pump(decoder, &mut sink),
+                Err(e) => Err(e),
+            }
         }
         Compression::None => Ok(()),
     };
@@ -79,6 +92,11 @@ pub fn decompress(
     let name = format!("{compression:?}").to_lowercase();
     match outcome {
         Ok(()) => Ok((data.len() - input.len(), produced)),
+        // The window the member's header asks for, refused before it is allocated.
+        Err(e) if e.kind() == io::ErrorKind::OutOfMemory => Err(GuestError::Limit(format!(
+            "{name} member needs a dictionary over {} MiB (the limit); not read",
+            MAX_DICTIONARY_KIB / 1024
+        ))),
         // What the kernel unpacked before a damaged tail is still in place; tolerate a
         // decoder that fails after a whole archive (legacy lz4 meeting padding does).
         Err(e) if parser_complete(sink.parser) => {
@@ -100,17 +118,16 @@ fn parser_complete(parser: &CpioParser<'_>) -> bool {
 }
 
 /// Reads a decoder dry into the sink.
-fn pump<R: Read>(mut decoder: R, sink: &mut Sink<'_, '_>) -> Result<(), String> {
+fn pump<R: Read>(mut decoder: R, sink: &mut Sink<'_, '_>) -> io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     loop {
         let n = match decoder.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         };
-        sink.write_all(buf.get(..n).unwrap_or_default())
-            .map_err(|e| e.to_string())?;
+        sink.write_all(buf.get(..n).unwrap_or_default())?;
     }
 }
 
