@@ -40,8 +40,13 @@ cp "$tmp/delta.vmdk" corpus/sparse/
 for f in corpus/vhd/r-dynamic.vhd corpus/vhd/r-fixed.vhd corpus/vhdx/r-dynamic.vhdx corpus/sparse/r-monolithicSparse.vmdk corpus/stream/r-streamOptimized.vmdk; do
   { head -c 32 /dev/urandom; cat "$f"; } > "corpus/contract/$(basename "$f")"
 done
+# Whole-MiB VHDX files are 5 to 12 MiB: compact copies of 2 MiB (fuzz/compact_vhdx.py)
+# let the vhdx target reach the metadata, BAT and a payload block at its 2 MiB limit.
+for f in corpus/vhdx/r-dynamic.vhdx corpus/vhdx/r-qemu.vhdx corpus/vhdx/big-dynamic.vhdx corpus/vhdx/big-qemu.vhdx; do
+  python3 compact_vhdx.py "$f" "corpus/vhdx/compact-$(basename "$f")"
+done
 # VHDX with a log to replay: qemu leaves the log empty, so seed with its images.
-cp corpus/vhdx/*.vhdx corpus/vhdx_log/
+cp corpus/vhdx/[rb]*.vhdx corpus/vhdx_log/
 # COWD and seSparse chains (no open tool writes them).
 python3 "$root/fixtures/make_deltas.py" "$tmp/chain" >/dev/null
 cp "$tmp"/chain/*-delta.vmdk corpus/cowd/ 2>/dev/null || true
