@@ -45,6 +45,9 @@ done
 for f in corpus/vhdx/r-dynamic.vhdx corpus/vhdx/r-qemu.vhdx corpus/vhdx/big-dynamic.vhdx corpus/vhdx/big-qemu.vhdx; do
   python3 compact_vhdx.py "$f" "corpus/vhdx/compact-$(basename "$f")"
 done
+for f in corpus/vhdx/compact-r-dynamic.vhdx corpus/vhdx/compact-big-qemu.vhdx; do
+  { head -c 32 /dev/urandom; cat "$f"; } > "corpus/contract/$(basename "$f")"
+done
 # VHDX with a log to replay: qemu leaves the log empty, so seed with its images.
 cp corpus/vhdx/[rb]*.vhdx corpus/vhdx_log/
 # COWD and seSparse chains (no open tool writes them).

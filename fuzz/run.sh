@@ -24,8 +24,9 @@ for t in "${targets[@]}"; do
     # their first 6 MiB, which hold the AG headers, the inodes and the log), and a VHDX
     # log region.
     vhdx_log|volumes|xfs) max_len=6291456 ;;
-    # Regions and blocks of a VHDX sit at whole MiB: the compact seeds are 2 MiB.
-    vhdx) max_len=2097152 ;;
+    # Regions and blocks of a VHDX sit at whole MiB: the compact seeds are 2 MiB (and 32
+    # bytes of ranges in front for the contract target).
+    vhdx|contract) max_len=2097184 ;;
     lvm_text) max_len=65536 ;;
     descriptor|manifest) max_len=8192 ;;
     ovf|vhd_locator|vhdx_locator) max_len=65536 ;;
