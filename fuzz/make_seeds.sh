@@ -283,7 +283,7 @@ creation_time = 1700000000	# Thu Nov 20 00:00:00 2025
 
 LVM
 # XFS without a mount (mkfs.xfs -p, a prototype file): shortform, block and leaf
-# directories, files, a symlink. Cut to the first 6 MiB (AG headers, inodes, the log).
+# directories, files, a symlink; whole, as their pages (below).
 mkdir -p "$tmp/xfs-src"
 printf 'UUID=x / xfs defaults 0 0\n' > "$tmp/xfs-src/fstab"
 head -c 200000 /dev/urandom > "$tmp/xfs-src/big"
@@ -298,12 +298,17 @@ head -c 200000 /dev/urandom > "$tmp/xfs-src/big"
 for bs in 4096 1024; do
   truncate -s 16M "$tmp/x-$bs.img"
   TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 mkfs.xfs -q -f -b size=$bs -p "$tmp/xfs.proto" "$tmp/x-$bs.img"
-  head -c 6291456 "$tmp/x-$bs.img" > "corpus/xfs/proto-$bs.img"
+  cp "$tmp/x-$bs.img" "corpus/xfs/proto-$bs.img"
 done
 truncate -s 16M "$tmp/x-empty.img"
 TEST_DIR=1 TEST_DEV=1 QA_CHECK_FS=1 mkfs.xfs -q -f "$tmp/x-empty.img"
-head -c 6291456 "$tmp/x-empty.img" > corpus/xfs/empty.img
+cp "$tmp/x-empty.img" corpus/xfs/empty.img
 cp corpus/xfs/proto-4096.img corpus/volumes/xfs-whole-disk.img
+# The xfs and volumes targets read whole images in the paged encoding (their non-zero
+# pages): a 16 MiB XFS is then a few hundred KiB of input.
+for f in corpus/xfs/*.img corpus/volumes/*.img; do
+  python3 page_image.py "$f" "${f%.img}.pages" && rm "$f"
+done
 # The one-pass reader reads what the random-access stream reader reads.
 cp corpus/stream/* corpus/sequential/
 ls corpus | while read -r t; do printf '%s: %s seeds\n' "$t" "$(ls "corpus/$t" | wc -l)"; done

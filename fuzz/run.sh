@@ -20,10 +20,11 @@ for t in "${targets[@]}"; do
   # several times as many inputs as at 1 MiB, and every table kind fits.
   max_len=262144
   case "$t" in
-    # Whole small disks and file systems (an XFS is at least 16 MiB; its seeds are cut to
-    # their first 6 MiB, which hold the AG headers, the inodes and the log), and a VHDX
-    # log region.
-    vhdx_log|volumes|xfs) max_len=6291456 ;;
+    # A VHDX log region, whole.
+    vhdx_log) max_len=6291456 ;;
+    # Whole disks and file systems in the paged encoding (fuzz/page_image.py): the 16 MiB
+    # XFS seeds are 60 KiB to 1.7 MiB of pages.
+    volumes|xfs) max_len=2097152 ;;
     # Regions and blocks of a VHDX sit at whole MiB: the compact seeds are 2 MiB (and 32
     # bytes of ranges in front for the contract target).
     vhdx|contract) max_len=2097184 ;;
@@ -35,8 +36,9 @@ for t in "${targets[@]}"; do
   log=$(mktemp)
   start=$(date +%s)
   status=ok
-  # libFuzzer holds the whole corpus in memory: the 6 MiB inputs of volumes and xfs
-  # grow it past 1 GiB (an "oom-" artifact that is the corpus, not the input).
+  # libFuzzer holds the whole corpus in memory: the large inputs of volumes and xfs
+  # grew it past 1 GiB when they were raw 6 MiB images (an "oom-" artifact that was the
+  # corpus, not the input); the images they decode are up to 16 MiB too.
   rss=1024
   case "$t" in volumes|xfs) rss=4096 ;; esac
   cargo +nightly fuzz run -s "${SANITIZER:-address}" "$t" "corpus/$t" -- -runs="$runs" -max_len="$max_len" \

@@ -1,4 +1,5 @@
-//! Fuzz target: any bytes as a whole disk through vdconv::guest::volume::fuzz_volumes
+//! Fuzz target: a whole disk in the paged encoding (fuzz/page_image.py) through
+//! vdconv::guest::volume::fuzz_volumes_pages
 //! (partition tables, LVM labels and metadata, content detection, and a walk of every
 //! file system that opens), which must never panic.
 //!
@@ -19,5 +20,5 @@ libfuzzer_sys::fuzz_target!(
             }
         }));
     },
-    |data: &[u8]| vdconv::guest::volume::fuzz_volumes(data)
+    |data: &[u8]| vdconv::guest::volume::fuzz_volumes_pages(data)
 );

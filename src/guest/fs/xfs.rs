@@ -338,7 +338,17 @@ impl GuestFs for XfsFs {
 
 /// For fuzzing: opens `bytes` as an XFS file system and walks it. Never panics.
 pub fn fuzz_xfs(bytes: &[u8]) {
-    if let Ok(fs) = XfsFs::open(Arc::new(bytes.to_vec())) {
+    fuzz_xfs_source(Arc::new(bytes.to_vec()));
+}
+
+/// For fuzzing: `bytes` are an image in [`PagedImage`](crate::guest::source::PagedImage)'s
+/// encoding, opened as XFS and walked. Never panics.
+pub fn fuzz_xfs_pages(bytes: &[u8]) {
+    fuzz_xfs_source(Arc::new(crate::guest::source::PagedImage::decode(bytes)));
+}
+
+fn fuzz_xfs_source(source: Arc<dyn ByteSource>) {
+    if let Ok(fs) = XfsFs::open(source) {
         super::exercise(&fs);
     }
 }

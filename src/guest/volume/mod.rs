@@ -258,7 +258,16 @@ fn scan_lvm(volumes: &mut [Volume], problems: &mut Vec<String>) -> Vec<Volume> {
 /// For fuzzing: scans `bytes` as a disk and reads a little of every file system found.
 /// Never panics, whatever the bytes.
 pub fn fuzz_volumes(bytes: &[u8]) {
-    let disk: Arc<dyn ByteSource> = Arc::new(bytes.to_vec());
+    fuzz_volumes_source(Arc::new(bytes.to_vec()));
+}
+
+/// For fuzzing: `bytes` are a disk in [`PagedImage`](crate::guest::source::PagedImage)'s
+/// encoding, scanned as `fuzz_volumes` scans a raw one. Never panics.
+pub fn fuzz_volumes_pages(bytes: &[u8]) {
+    fuzz_volumes_source(Arc::new(crate::guest::source::PagedImage::decode(bytes)));
+}
+
+fn fuzz_volumes_source(disk: Arc<dyn ByteSource>) {
     if let Ok(layout) = scan_disk(disk) {
         for v in &layout.volumes {
             if let Some(fs) = &v.fs {
