@@ -14,7 +14,7 @@ const CHUNK: usize = 64 * 1024;
 /// uses 64 MiB, the initramfs builders 1 to 32 MiB. The decoders stream: memory is the
 /// window, not the output. (lzma-rs, used before, held an XZ member's whole output, and
 /// an LZMA member's output up to the window its header declares, up to 4 GiB, before
-/// the first byte reached the budget: a 150 KiB member of zeros was gigabytes.)
+/// the first byte reached the budget: an XZ member of 512 MiB of zeros peaked at 1 GiB.)
 const MAX_DICTIONARY_KIB: u32 = 128 * 1024;
 
 pub fn detect(data: &[u8]) -> GuestResult<Compression> {
