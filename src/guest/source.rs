@@ -18,6 +18,14 @@ pub trait ByteSource: Send + Sync {
     }
 }
 
+/// The end of `[offset, offset + want)` when it lies inside a source of `len` bytes.
+pub fn checked_end(offset: u64, want: usize, len: u64) -> GuestResult<u64> {
+    match offset.checked_add(want as u64) {
+        Some(end) if end <= len => Ok(end),
+        _ => Err(out_of_range(offset, want, len)),
+    }
+}
+
 /// The error for a read that leaves a source of `len` bytes.
 pub fn out_of_range(offset: u64, want: usize, len: u64) -> GuestError {
     GuestError::Corrupt {
@@ -47,10 +55,7 @@ impl ByteSource for Slice {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> GuestResult<()> {
-        let end = offset.checked_add(buf.len() as u64);
-        if end.is_none_or(|e| e > self.len) {
-            return Err(out_of_range(offset, buf.len(), self.len));
-        }
+        checked_end(offset, buf.len(), self.len)?;
         self.inner.read_exact_at(self.start + offset, buf)
     }
 }
@@ -115,10 +120,7 @@ impl ByteSource for PagedImage {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> GuestResult<()> {
-        let end = offset.checked_add(buf.len() as u64);
-        if end.is_none_or(|e| e > self.len) {
-            return Err(out_of_range(offset, buf.len(), self.len));
-        }
+        let end = checked_end(offset, buf.len(), self.len)?;
         buf.fill(0);
         let page = Self::PAGE as u64;
         let first = self
@@ -126,13 +128,10 @@ impl ByteSource for PagedImage {
             .partition_point(|(i, _)| (i + 1) * page <= offset);
         for (index, data) in &self.pages[first..] {
             let start = index * page;
-            if start >= offset + buf.len() as u64 {
+            if start >= end {
                 break;
             }
-            let (from, to) = (
-                start.max(offset),
-                (start + page).min(offset + buf.len() as u64),
-            );
+            let (from, to) = (start.max(offset), (start + page).min(end));
             buf[(from - offset) as usize..(to - offset) as usize]
                 .copy_from_slice(&data[(from - start) as usize..(to - start) as usize]);
         }
@@ -147,18 +146,9 @@ impl ByteSource for Vec<u8> {
     }
 
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> GuestResult<()> {
-        let end = offset.checked_add(buf.len() as u64);
-        match end {
-            Some(e) if e <= self.as_slice().len() as u64 => {
-                buf.copy_from_slice(&self[offset as usize..e as usize]);
-                Ok(())
-            }
-            _ => Err(out_of_range(
-                offset,
-                buf.len(),
-                self.as_slice().len() as u64,
-            )),
-        }
+        let end = checked_end(offset, buf.len(), self.as_slice().len() as u64)?;
+        buf.copy_from_slice(&self[offset as usize..end as usize]);
+        Ok(())
     }
 }
 
