@@ -543,6 +543,41 @@ fn ext4_directory_and_symlink_loops_end() {
     assert!(t.elapsed() < HOSTILE_BUDGET, "{:?}", t.elapsed());
 }
 
+/// A superblock that claims 2^32-1 block groups: `ext4-view` sized a descriptor table
+/// for all of them (64 GiB) before reading one, and the failed allocation aborted the
+/// process (the volumes fuzz target found it). The geometry is now checked first: a
+/// volume problem that names the superblock, and no file system.
+#[test]
+fn ext4_claiming_more_blocks_than_its_volume_is_refused_before_anything_is_sized() {
+    if !(need("mkfs.ext4", "e2fsprogs") & need("debugfs", "e2fsprogs")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("ext4.img");
+    sparse_file(&img, 16 * MIB);
+    let i = img.to_str().unwrap();
+    sh("mkfs.ext4", &["-q", "-F", "-b", "1024", "-g", "8192", i]);
+    // debugfs writes both halves of the count and the superblock checksum, so nothing
+    // but the count is wrong: 8192 * (2^32 - 1) blocks after the first data block.
+    let blocks = 8192 * (u64::from(u32::MAX)) + 1;
+    sh(
+        "debugfs",
+        &["-w", "-R", &format!("ssv blocks_count {blocks}"), i],
+    );
+    let t = Instant::now();
+    let l = layout(&img);
+    let v = volume(&l, "whole disk");
+    assert!(v.fs.is_none(), "{v:?}");
+    let problem = v.problem.as_deref().unwrap_or_default();
+    assert!(
+        problem.contains("ext4 superblock")
+            && problem.contains(&format!("claims {blocks} blocks of 1024 bytes"))
+            && problem.contains("more than the volume's 16777216 bytes"),
+        "{problem}"
+    );
+    assert!(t.elapsed() < HOSTILE_BUDGET, "{:?}", t.elapsed());
+}
+
 /// The LVM disk: GPT with a BIOS boot partition and two PVs; VG `guestvg` with `root`
 /// (7 extents on the first PV, the rest on the second: the LV spans both) holding ext4,
 /// `swap` and `data` (XFS) on the second PV.
