@@ -71,21 +71,40 @@ impl<'a> View<'a> {
     /// The entries of a directory, without `.` and `..`, at most `MAX_DIR_ENTRIES`.
     fn entries(&self, node: &Node<'a>, path: &[u8]) -> GuestResult<Vec<Entry<'a>>> {
         let mut out = Vec::new();
+        self.scan(node, path, |entry| {
+            out.push(entry);
+            false
+        })?;
+        Ok(out)
+    }
+
+    /// Visits a directory's entries (without `.` and `..`) in order until `stop` says so
+    /// or the directory ends; more than `MAX_DIR_ENTRIES` is an error. Whether it stopped.
+    fn scan(
+        &self,
+        node: &Node<'a>,
+        path: &[u8],
+        mut stop: impl FnMut(Entry<'a>) -> bool,
+    ) -> GuestResult<bool> {
+        let mut seen = 0;
         for entry in self.dir(node).iter() {
             let entry = entry.map_err(map_err)?;
             let name = entry.short_file_name_as_bytes();
             if name == b"." || name == b".." {
                 continue;
             }
-            if out.len() == MAX_DIR_ENTRIES {
+            if seen == MAX_DIR_ENTRIES {
                 return Err(GuestError::Limit(format!(
                     "{}: more than {MAX_DIR_ENTRIES} entries",
                     shown(path)
                 )));
             }
-            out.push(entry);
+            seen += 1;
+            if stop(entry) {
+                return Ok(true);
+            }
         }
-        Ok(out)
+        Ok(false)
     }
 }
 
@@ -100,11 +119,18 @@ impl<'a> Tree for View<'a> {
         let Ok(name) = std::str::from_utf8(name) else {
             return Ok(None);
         };
+        // The first match, as the directory is read: a lookup in a large directory need
+        // not read past the name it wants (every resolution of a path looks up each of
+        // its components).
         let want = name.to_uppercase();
-        let found = self
-            .entries(dir, name.as_bytes())?
-            .into_iter()
-            .find(|e| e.file_name().to_uppercase() == want || e.short_file_name() == want);
+        let mut found = None;
+        self.scan(dir, name.as_bytes(), |e| {
+            let hit = e.file_name().to_uppercase() == want || e.short_file_name() == want;
+            if hit {
+                found = Some(e);
+            }
+            hit
+        })?;
         Ok(found.map(|e| {
             let kind = entry_kind(&e);
             (Node::Entry(e), kind)
