@@ -79,13 +79,13 @@ impl<'a> View<'a> {
     }
 
     /// Visits a directory's entries (without `.` and `..`) in order until `stop` says so
-    /// or the directory ends; more than `MAX_DIR_ENTRIES` is an error. Whether it stopped.
+    /// or the directory ends; more than `MAX_DIR_ENTRIES` is an error.
     fn scan(
         &self,
         node: &Node<'a>,
         path: &[u8],
         mut stop: impl FnMut(Entry<'a>) -> bool,
-    ) -> GuestResult<bool> {
+    ) -> GuestResult<()> {
         let mut seen = 0;
         for entry in self.dir(node).iter() {
             let entry = entry.map_err(map_err)?;
@@ -101,10 +101,10 @@ impl<'a> View<'a> {
             }
             seen += 1;
             if stop(entry) {
-                return Ok(true);
+                break;
             }
         }
-        Ok(false)
+        Ok(())
     }
 }
 
