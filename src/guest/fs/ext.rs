@@ -210,22 +210,28 @@ impl LocalFs for Local {
     }
 }
 
+/// The superblock's first bytes (at 1024), as far as `s_blocks_count_hi` at 0x150: all
+/// that [`ext_generation`] and [`check_geometry`] read, read once.
+type SuperblockHead = [u8; 0x154];
+
+fn u32_at(sb: &SuperblockHead, at: usize) -> u32 {
+    sb.get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
 /// "ext4", "ext3" or "ext2", as blkid names them from the superblock's feature flags:
 /// extents, 64-bit or flex_bg make ext4; a journal, ext3.
-fn ext_generation(source: &dyn ByteSource) -> GuestResult<&'static str> {
-    let mut sb = [0u8; 8];
-    // s_feature_compat at 0x5C and s_feature_incompat at 0x60 of the superblock at 1024.
-    source.read_exact_at(1024 + 0x5C, &mut sb)?;
-    let [c0, c1, c2, c3, i0, i1, i2, i3] = sb;
-    let compat = u32::from_le_bytes([c0, c1, c2, c3]);
-    let incompat = u32::from_le_bytes([i0, i1, i2, i3]);
-    Ok(if incompat & (0x40 | 0x80 | 0x200) != 0 {
+fn ext_generation(sb: &SuperblockHead) -> &'static str {
+    let compat = u32_at(sb, 0x5C);
+    let incompat = u32_at(sb, 0x60);
+    if incompat & (0x40 | 0x80 | 0x200) != 0 {
         "ext4"
     } else if compat & 0x4 != 0 {
         "ext3"
     } else {
         "ext2"
-    })
+    }
 }
 
 /// Block groups an ext file system may have: 2^20 groups is 128 TiB with 4 KiB blocks,
@@ -235,40 +241,30 @@ fn ext_generation(source: &dyn ByteSource) -> GuestResult<&'static str> {
 pub const MAX_BLOCK_GROUPS: u64 = 1 << 20;
 
 /// The superblock's geometry, checked before `ext4-view` sizes anything by it: the
-/// blocks it claims must fit in the volume (the kernel's `ext4_check_geometry` refuses to
-/// mount otherwise: "block count exceeds size of device"), and their groups stay under
-/// [`MAX_BLOCK_GROUPS`]. Values `ext4-view` rejects itself (a bad block size, no blocks
-/// per group, a first data block past the end) are left to its own errors.
-fn check_geometry(source: &dyn ByteSource) -> GuestResult<()> {
-    let mut sb = [0u8; 0x154];
-    source.read_exact_at(1024, &mut sb)?;
-    let u32_at = |at: usize| {
-        sb.get(at..at + 4)
-            .and_then(|b| b.try_into().ok())
-            .map_or(0, u32::from_le_bytes)
-    };
+/// blocks it claims must fit in the volume of `volume_len` bytes (the kernel's
+/// `ext4_check_geometry` refuses to mount otherwise: "block count exceeds size of
+/// device"), and their groups stay under [`MAX_BLOCK_GROUPS`]. Values `ext4-view` rejects
+/// itself (a bad block size, no blocks per group, a first data block past the end) are
+/// left to its own errors.
+fn check_geometry(sb: &SuperblockHead, volume_len: u64) -> GuestResult<()> {
     // Read as ext4-view reads them: s_blocks_count_hi counts whatever the features say.
-    let blocks = u64::from(u32_at(0x150)) << 32 | u64::from(u32_at(0x4));
-    let first_data_block = u64::from(u32_at(0x14));
-    let log_block_size = u32_at(0x18);
-    let blocks_per_group = u64::from(u32_at(0x20));
+    let blocks = u64::from(u32_at(sb, 0x150)) << 32 | u64::from(u32_at(sb, 0x4));
+    let first_data_block = u64::from(u32_at(sb, 0x14));
+    let log_block_size = u32_at(sb, 0x18);
+    let blocks_per_group = u64::from(u32_at(sb, 0x20));
     if log_block_size > 6 || blocks_per_group == 0 || first_data_block > blocks {
         return Ok(());
     }
     let block_size = 1024u64 << log_block_size;
-    let corrupt = |detail: String| GuestError::Corrupt {
-        structure: "ext4 superblock",
-        offset: 1024,
-        detail,
-    };
     let claimed = blocks
         .checked_mul(block_size)
-        .filter(|&bytes| bytes <= source.len())
-        .ok_or_else(|| {
-            corrupt(format!(
-                "claims {blocks} blocks of {block_size} bytes, more than the volume's {} bytes",
-                source.len()
-            ))
+        .filter(|&bytes| bytes <= volume_len)
+        .ok_or_else(|| GuestError::Corrupt {
+            structure: "ext4 superblock",
+            offset: 1024,
+            detail: format!(
+                "claims {blocks} blocks of {block_size} bytes, more than the volume's {volume_len} bytes"
+            ),
         })?;
     let groups = (blocks - first_data_block).div_ceil(blocks_per_group);
     if groups > MAX_BLOCK_GROUPS {
@@ -282,8 +278,10 @@ fn check_geometry(source: &dyn ByteSource) -> GuestResult<()> {
 /// Opens an ext2/3/4 file system: superblock, group descriptors and journal are read on
 /// the reader's own thread, once the geometry is known to be sound.
 pub fn open(source: Arc<dyn ByteSource>) -> GuestResult<Confined> {
-    let kind = ext_generation(&*source)?;
-    check_geometry(&*source)?;
+    let mut sb: SuperblockHead = [0; 0x154];
+    source.read_exact_at(1024, &mut sb)?;
+    let kind = ext_generation(&sb);
+    check_geometry(&sb, source.len())?;
     Confined::spawn("ext4 file system", move || {
         let fs = Ext4::load(Box::new(SourceReader(source))).map_err(|e| map_err(b"/", e))?;
         let identity = Identity {
@@ -304,52 +302,27 @@ pub fn open(source: Arc<dyn ByteSource>) -> GuestResult<Confined> {
 mod tests {
     use super::*;
 
-    /// A volume of `len` bytes whose first 4 KiB are `head` and the rest zeros.
-    struct Claimed {
-        head: Vec<u8>,
-        len: u64,
-    }
-
-    impl ByteSource for Claimed {
-        fn len(&self) -> u64 {
-            self.len
-        }
-
-        fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> GuestResult<()> {
-            crate::guest::source::checked_end(offset, buf.len(), self.len)?;
-            for (i, b) in buf.iter_mut().enumerate() {
-                *b = usize::try_from(offset)
-                    .ok()
-                    .and_then(|o| self.head.get(o + i))
-                    .copied()
-                    .unwrap_or(0);
-            }
-            Ok(())
-        }
-    }
-
     /// A superblock with 1 KiB blocks, the first data block 1, and these counts.
-    fn volume(blocks: u64, blocks_per_group: u32, len: u64) -> Claimed {
-        let mut head = vec![0u8; 4096];
-        let mut put =
-            |at: usize, v: u32| head[1024 + at..1024 + at + 4].copy_from_slice(&v.to_le_bytes());
+    fn superblock(blocks: u64, blocks_per_group: u32) -> SuperblockHead {
+        let mut sb = [0u8; 0x154];
+        let mut put = |at: usize, v: u32| sb[at..at + 4].copy_from_slice(&v.to_le_bytes());
         put(0x4, blocks as u32);
         put(0x150, (blocks >> 32) as u32);
         put(0x14, 1);
         put(0x20, blocks_per_group);
-        Claimed { head, len }
+        sb
     }
 
     const GIB: u64 = 1 << 30;
 
     #[test]
     fn a_sound_geometry_passes() {
-        assert!(check_geometry(&volume(2 * GIB / 1024, 8192, 2 * GIB)).is_ok());
+        assert!(check_geometry(&superblock(2 * GIB / 1024, 8192), 2 * GIB).is_ok());
     }
 
     #[test]
     fn blocks_past_the_volume_are_corruption() {
-        let err = check_geometry(&volume(2 * GIB / 1024 + 1, 8192, 2 * GIB)).unwrap_err();
+        let err = check_geometry(&superblock(2 * GIB / 1024 + 1, 8192), 2 * GIB).unwrap_err();
         assert!(
             matches!(
                 &err,
@@ -371,9 +344,9 @@ mod tests {
     #[test]
     fn more_groups_than_the_cap_are_a_limit() {
         // One block per group over a 2 GiB volume: 2^21 - 1 groups, all inside it.
-        let err = check_geometry(&volume(2 * GIB / 1024, 1, 2 * GIB)).unwrap_err();
+        let err = check_geometry(&superblock(2 * GIB / 1024, 1), 2 * GIB).unwrap_err();
         assert!(matches!(&err, GuestError::Limit(_)), "{err:?}");
         assert!(err.to_string().contains("2097151 block groups"), "{err}");
-        assert!(check_geometry(&volume(MAX_BLOCK_GROUPS + 1, 1, 2 * GIB)).is_ok());
+        assert!(check_geometry(&superblock(MAX_BLOCK_GROUPS + 1, 1), 2 * GIB).is_ok());
     }
 }
